@@ -1,0 +1,49 @@
+# Set-up is automatic: every target below creates .venv and installs the
+# pinned requirements the first time, and again whenever they change.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+DEVICE ?= auto
+SEED ?= 0
+JOBS ?= 1
+
+.PHONY: book run html test lab lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade "pip>=23.2"
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -r requirements.txt
+	# recbole is read for the MovieLens-100K files it ships; its own dependencies are not needed.
+	$(BIN)/python -m pip install --no-deps recbole==1.2.1
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $@
+
+## book: execute every chapter once, check its claims, render _build/html
+book: run html
+
+run: $(VENV)/.installed
+	$(BIN)/negsamp run --profile $(PROFILE) --device $(DEVICE) --seed $(SEED) --jobs $(JOBS)
+
+html: $(VENV)/.installed
+	$(BIN)/negsamp build
+
+## test: library and runner tests, then every chapter at the quick profile
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+## lab: open the chapters as notebooks in JupyterLab (jupytext pairs the MyST files)
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab chapters/
+
+## lock: re-pin requirements.txt from requirements.in in a scratch environment
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -r requirements.in
+	{ sed -n '1,2p' requirements.txt; .venv-lock/bin/python -m pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > requirements.txt.new
+	mv requirements.txt.new requirements.txt && rm -rf .venv-lock
+
+clean:
+	rm -rf _build
