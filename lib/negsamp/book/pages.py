@@ -1,0 +1,214 @@
+"""Render the book from the executed notebooks, with the ledger and environment pages.
+
+The Sphinx source is staged under ``<build>/site``: the configuration, the
+front matter from ``book/``, and each chapter's *executed* notebook in place
+of its MyST source.  Jupyter Book then renders it with execution off, so the
+outputs a reader sees are the outputs whose claims were checked.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from ..claims import CLAIM_MIME, check_record
+from .chapters import BookError, toc_chapters
+from .ledger import claim_status, ledger_path, load_ledger
+
+LEDGER_MARKER = "<!-- negsamp:claims-table -->"
+ENVIRONMENT_MARKER = "<!-- negsamp:environment -->"
+REPORTED_PACKAGES = (
+    "torch", "numpy", "scipy", "sympy", "scikit-learn", "matplotlib", "umap-learn", "networkx",
+    "pandas", "papermill", "jupytext", "jupyter-book", "myst-nb", "sphinx",
+)
+
+
+def _anchor(claim_id: str) -> str:
+    return "claim-" + claim_id.replace(".", "-")
+
+
+def _cell(text: str) -> str:
+    return f"<td>{html.escape(str(text))}</td>"
+
+
+def render_claims_table(ledger: dict, chapter_order: list[str]) -> str:
+    """Return the ledger as an HTML table (raw block for MyST), one row per claim."""
+    rows = []
+    names = [name for name in chapter_order if name in ledger["chapters"]]
+    for name in names:
+        for record in ledger["chapters"][name].get("claims", []):
+            status = claim_status(record)
+            link = f'<a href="../chapters/{name}.html#{_anchor(record["id"])}"><code>{html.escape(record["id"])}</code></a>'
+            tolerance = record.get("tolerance") or {}
+            tolerance_text = ", ".join(f"{key} {value:.3g}" for key, value in tolerance.items()
+                                       if isinstance(value, (int, float))) or "-"
+            unit = f" {record['unit']}" if record.get("unit") else ""
+            rows.append(
+                f'<tr class="negsamp-{status}"><td>{link}</td>'
+                + _cell(name) + _cell(record["statement"]) + _cell(record["source"])
+                + _cell(record["expectation"]) + _cell(f"{record['formatted']}{unit}") + _cell(tolerance_text)
+                + f'<td class="negsamp-status">{status}</td>'
+                + _cell(record.get("profile")) + _cell(record.get("device")) + "</tr>"
+            )
+    counts = {}
+    for name in names:
+        for record in ledger["chapters"][name].get("claims", []):
+            counts[claim_status(record)] = counts.get(claim_status(record), 0) + 1
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no claims"
+    header = ("<tr><th>claim</th><th>chapter</th><th>statement</th><th>source</th><th>expected</th>"
+              "<th>measured</th><th>tolerance</th><th>status</th><th>profile</th><th>device</th></tr>")
+    return (
+        f"```{{raw}} html\n<p class=\"negsamp-summary\">{len(names)} chapters, {html.escape(summary)}.</p>\n"
+        f'<table class="negsamp-ledger">\n<thead>{header}</thead>\n<tbody>\n' + "\n".join(rows)
+        + "\n</tbody>\n</table>\n```\n"
+    )
+
+
+def _package_versions() -> list[tuple[str, str]]:
+    versions = []
+    for package in REPORTED_PACKAGES:
+        try:
+            versions.append((package, importlib.metadata.version(package)))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append((package, "not installed"))
+    return versions
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    commit = result.stdout.strip() if result.returncode == 0 else "unknown"
+    if commit != "unknown":
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if dirty:
+            commit += " (with uncommitted changes)"
+    return commit
+
+
+def render_environment(ledger: dict, chapter_order: list[str], root: Path) -> str:
+    """Return the environment page body: machine, packages, and per-chapter and per-cell times."""
+    lines = ["## Machine and commit", "", "| item | value |", "|---|---|"]
+    lines.append(f"| git commit | `{_git_commit(root)}` |")
+    lines.append(f"| Python | {platform.python_version()} |")
+    lines.append(f"| platform | {platform.platform()} |")
+    lines.append(f"| CPU cores visible | {len(__import__('os').sched_getaffinity(0))} |")
+    lines += ["", "## Package versions", "", "| package | version |", "|---|---|"]
+    lines += [f"| {name} | {version} |" for name, version in _package_versions()]
+    lines += ["", "## Chapter runs", "",
+              "| chapter | status | profile | device | seed | claims | run time (s) | kernel Python |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name in chapter_order:
+        entry = ledger["chapters"].get(name)
+        if entry is None:
+            lines.append(f"| {name} | not run | | | | | | |")
+            continue
+        devices = sorted({str(record.get("device")) for record in entry.get("claims", [])}) or ["-"]
+        checked = [record for record in entry.get("claims", []) if record["kind"] != "reported"]
+        lines.append(
+            f"| [{name}](../chapters/{name}) | {entry['status']} | {entry['profile']} | {', '.join(devices)} | "
+            f"{entry['seed']} | {len(checked)} | {entry['duration_s']:.1f} | {entry.get('footer', {}).get('python', '-')} |"
+        )
+    lines += ["", "## Slowest cells", "", "| chapter | cell | seconds | first line |", "|---|---|---|---|"]
+    timed = []
+    for name in chapter_order:
+        entry = ledger["chapters"].get(name) or {}
+        for cell in entry.get("cell_times", []):
+            timed.append((cell["duration_s"], name, cell["cell"], cell["first_line"]))
+    for seconds, name, cell, first_line in sorted(timed, reverse=True)[:15]:
+        escaped = html.escape(first_line).replace("|", "&#124;").replace("`", "")
+        lines.append(f"| {name} | {cell} | {seconds:.2f} | <code>{escaped}</code> |")
+    return "\n".join(lines) + "\n"
+
+
+def _fill(template: Path, marker: str, body: str) -> str:
+    text = template.read_text(encoding="utf-8")
+    if marker not in text:
+        raise BookError(f"{template} lacks the marker {marker}; the generated content has nowhere to go")
+    return text.replace(marker, body)
+
+
+def _write_render_copy(executed: Path, target: Path) -> None:
+    """Copy an executed notebook without the raw claim records, which only the ledger reads.
+
+    Sphinx would otherwise warn about their unknown MIME type; the verdict
+    line of each claim (HTML and plain text) stays.
+    """
+    notebook = nbformat.read(executed, as_version=4)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(CLAIM_MIME, None)
+    nbformat.write(notebook, target)
+
+
+def check_ready(root: Path, build_dir: Path) -> tuple[dict, list[str]]:
+    """Return the ledger and TOC order if every TOC chapter has passed; raise :class:`BookError` otherwise."""
+    ledger = load_ledger(ledger_path(build_dir))
+    order = [chapter.name for chapter in toc_chapters(root)]
+    problems = []
+    for name in order:
+        entry = ledger["chapters"].get(name)
+        if entry is None:
+            problems.append(f"{name}: not executed (run `negsamp run {name}`)")
+        elif entry["status"] != "passed" or not all(check_record(r) for r in entry.get("claims", [])):
+            problems.append(f"{name}: last run {entry['status']}")
+        elif not entry.get("executed") or not Path(entry["executed"]).exists():
+            problems.append(f"{name}: executed notebook missing (run `negsamp run {name}`)")
+    if problems:
+        raise BookError("cannot render the book:\n  " + "\n  ".join(problems))
+    return ledger, order
+
+
+def stage_site(root: Path, build_dir: Path, ledger: dict, order: list[str]) -> Path:
+    """Copy configuration, front matter and executed notebooks into ``<build>/site``."""
+    site = Path(build_dir) / "site"
+    if site.exists():
+        shutil.rmtree(site)
+    site.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, site / name)
+    shutil.copytree(root / "book", site / "book")
+    chapters_dir = site / "chapters"
+    chapters_dir.mkdir()
+    for item in (root / "chapters").iterdir():
+        if item.suffix != ".md" and item.is_file():
+            shutil.copy2(item, chapters_dir / item.name)
+    for name in order:
+        _write_render_copy(Path(ledger["chapters"][name]["executed"]), chapters_dir / f"{name}.ipynb")
+    claims_page = site / "book" / "claims.md"
+    claims_page.write_text(_fill(claims_page, LEDGER_MARKER, render_claims_table(ledger, order)), encoding="utf-8")
+    environment_page = site / "book" / "environment.md"
+    environment_page.write_text(
+        _fill(environment_page, ENVIRONMENT_MARKER, render_environment(ledger, order, root)), encoding="utf-8"
+    )
+    return site
+
+
+def build_html(root: Path, build_dir: Path, strict: bool = True) -> Path:
+    """Stage the site and render it with Jupyter Book; return the HTML folder.
+
+    With ``strict`` every Sphinx warning is an error (``-W --keep-going``).
+    """
+    ledger, order = check_ready(root, build_dir)
+    site = stage_site(root, build_dir, ledger, order)
+    output_root = Path(build_dir).resolve().parent if Path(build_dir).name == "_build" else Path(build_dir).resolve()
+    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(site),
+               "--path-output", str(output_root), "--all"]
+    if strict:
+        command += ["-W", "--keep-going"]
+    completed = subprocess.run(command, cwd=root)
+    if completed.returncode != 0:
+        raise BookError(f"jupyter-book build failed with exit code {completed.returncode}; see the messages above")
+    html_dir = output_root / "_build" / "html"
+    if not (html_dir / "index.html").exists():
+        raise BookError(f"jupyter-book finished but {html_dir / 'index.html'} is missing")
+    return html_dir
