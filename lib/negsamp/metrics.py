@@ -1,0 +1,123 @@
+"""Ranking, retrieval and embedding-quality metrics shared by several chapters.
+
+Functions take torch tensors (CPU or GPU) unless stated otherwise and
+return Python floats or tensors on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def roc_auc(scores_positive: torch.Tensor, scores_negative: torch.Tensor) -> float:
+    """Area under the ROC curve: the probability that a positive outscores a negative, ties counting 1/2.
+
+    Computed from ranks (the Mann-Whitney U statistic), in O((n + m) log(n + m)).
+    """
+    positive = scores_positive.reshape(-1).double()
+    negative = scores_negative.reshape(-1).double()
+    if positive.numel() == 0 or negative.numel() == 0:
+        raise ValueError("roc_auc needs at least one positive and one negative score")
+    scores = torch.cat([positive, negative])
+    order = torch.argsort(scores)
+    sorted_scores = scores[order]
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, scores.numel() + 1, dtype=scores.dtype, device=scores.device)
+    # Average the ranks within each group of tied scores.
+    unique, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
+    ends = torch.cumsum(counts, 0).double()
+    average = ends - (counts.double() - 1) / 2
+    ranks[order] = average[inverse]
+    n, m = positive.numel(), negative.numel()
+    u = ranks[:n].sum() - n * (n + 1) / 2
+    return float(u / (n * m))
+
+
+def _check_scores(scores: torch.Tensor, target: torch.Tensor, k: int) -> None:
+    if scores.shape != target.shape or scores.ndim != 2:
+        raise ValueError(f"scores and targets must be 2-D of equal shape, got {tuple(scores.shape)} and {tuple(target.shape)}")
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"k must lie in [1, {scores.shape[1]}], got {k}")
+
+
+def recall_at_k(scores: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-row recall@k: the share of a row's relevant items that appear in its top ``k`` scores.
+
+    ``scores`` and the boolean ``relevant`` have shape ``(users, items)``;
+    rows without relevant items give NaN, so callers choose how to skip them.
+    """
+    _check_scores(scores, relevant, k)
+    top = torch.topk(scores, k, dim=1).indices
+    hits = relevant.gather(1, top).sum(dim=1).double()
+    total = relevant.sum(dim=1).double()
+    return torch.where(total > 0, hits / total.clamp(min=1), torch.full_like(hits, float("nan")))
+
+
+def hit_at_k(scores: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-row hit@k: 1 if any relevant item is in the top ``k``, else 0 (NaN for rows with none)."""
+    _check_scores(scores, relevant, k)
+    top = torch.topk(scores, k, dim=1).indices
+    hit = relevant.gather(1, top).any(dim=1).double()
+    return torch.where(relevant.any(dim=1), hit, torch.full_like(hit, float("nan")))
+
+
+def ndcg_at_k(scores: torch.Tensor, gains: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-row NDCG@k with graded gains and the ``1 / log2(rank + 1)`` discount.
+
+    ``gains`` holds each item's non-negative gain (1/0 for binary relevance).
+    The ideal ordering sorts by gain; rows whose gains are all zero give NaN.
+    """
+    _check_scores(scores, gains, k)
+    if torch.any(gains < 0):
+        raise ValueError("gains must be non-negative")
+    discount = 1.0 / torch.log2(torch.arange(2, k + 2, device=scores.device, dtype=torch.float64))
+    top = torch.topk(scores, k, dim=1).indices
+    dcg = (gains.gather(1, top).double() * discount).sum(dim=1)
+    ideal = (torch.topk(gains.double(), k, dim=1).values * discount).sum(dim=1)
+    return torch.where(ideal > 0, dcg / ideal.clamp(min=1e-300), torch.full_like(dcg, float("nan")))
+
+
+def recall_at_k_retrieval(similarity: torch.Tensor, k: int) -> float:
+    """Retrieval R@k: the share of queries whose match (the diagonal entry) ranks in the top ``k``.
+
+    ``similarity[i, j]`` scores query ``i`` against candidate ``j``; ties
+    count against the query (the match must beat every tied candidate).
+    """
+    if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1]:
+        raise ValueError(f"similarity must be square, got {tuple(similarity.shape)}")
+    correct = similarity.diagonal().unsqueeze(1)
+    rank = (similarity >= correct).sum(dim=1)  # 1 = the match is strictly best
+    return float((rank <= k).double().mean())
+
+
+def knn_accuracy(embedding: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
+    """Leave-one-out k-nearest-neighbour classification accuracy in Euclidean distance.
+
+    Each point's label is predicted by a majority vote of its ``k`` nearest
+    other points (ties go to the smallest label).
+    """
+    n = embedding.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must lie in [1, {n - 1}], got {k}")
+    points = embedding.double()
+    distances = torch.cdist(points, points)
+    distances.fill_diagonal_(math.inf)
+    neighbours = torch.topk(distances, k, dim=1, largest=False).indices
+    votes = torch.nn.functional.one_hot(labels[neighbours], int(labels.max()) + 1).sum(dim=1)
+    predicted = votes.argmax(dim=1)
+    return float((predicted == labels).double().mean())
+
+
+def trustworthiness(high_dimensional, embedding, n_neighbors: int = 10) -> float:
+    """Trustworthiness of an embedding (Venna and Kaski, 2001), computed by scikit-learn.
+
+    Takes NumPy arrays or CPU tensors; 1 means no false neighbours.
+    """
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+    def to_numpy(values):
+        return values.detach().cpu().numpy() if hasattr(values, "detach") else values
+
+    return float(sklearn_trustworthiness(to_numpy(high_dimensional), to_numpy(embedding), n_neighbors=n_neighbors))
