@@ -302,10 +302,20 @@ def _validate_text(id: str, statement: str, source: str) -> None:
         raise ValueError(f"claim {id!r} needs a source (paper and theorem, table or section)")
 
 
+def _validate_domain(id: str, domain: Sequence[float] | None) -> list[float] | None:
+    if domain is None:
+        return None
+    low, high = (float(value) for value in domain)
+    if not low < high:
+        raise ValueError(f"claim {id!r}: domain must be (low, high) with low < high, got {domain!r}")
+    return [low, high]
+
+
 def make_record(id: str, measured: Any, expect: Expectation, *, statement: str, source: str,
-                unit: str = "", digits: int = 4) -> dict:
+                unit: str = "", digits: int = 4, domain: Sequence[float] | None = None) -> dict:
     """Build the raw claim record without displaying or raising anything."""
     _validate_text(id, statement, source)
+    domain = _validate_domain(id, domain)
     data: dict = {}
     expectation = expect
     if isinstance(measured, SlopeFit):
@@ -331,6 +341,7 @@ def make_record(id: str, measured: Any, expect: Expectation, *, statement: str, 
         "expectation": expectation.describe(),
         "formatted": format_value(value, digits),
         "unit": unit,
+        "domain": domain,
         "library_version": __version__,
         **_context_fields(),
     }
@@ -374,7 +385,7 @@ def _emit(record: dict) -> None:
 
 
 def claim(id: str, measured: Any, expect: Expectation, *, statement: str, source: str,
-          unit: str = "", digits: int = 4) -> dict:
+          unit: str = "", digits: int = 4, domain: Sequence[float] | None = None) -> dict:
     """Record a claimed number, check it, glue it for the prose, and fail loudly if it is off.
 
     Parameters
@@ -396,6 +407,10 @@ def claim(id: str, measured: Any, expect: Expectation, *, statement: str, source
         Unit of the value, shown after it.
     digits : int, optional
         Significant digits of the glued value.
+    domain : (float, float), optional
+        The values the measured quantity can take at all, such as ``(0, 1)``
+        for an accuracy.  ``negsamp audit`` flags a claim whose check no value
+        inside the domain could fail.
 
     Returns
     -------
@@ -411,7 +426,8 @@ def claim(id: str, measured: Any, expect: Expectation, *, statement: str, source
         raise ValueError(f"claim {id!r}: expect must be an Expectation (close, at_most, ...), got {expect!r}")
     if expect.kind == "reported":
         raise ValueError(f"claim {id!r}: use report() for numbers that are not checked")
-    record = make_record(id, measured, expect, statement=statement, source=source, unit=unit, digits=digits)
+    record = make_record(id, measured, expect, statement=statement, source=source, unit=unit, digits=digits,
+                         domain=domain)
     _emit(record)
     if not record["passed"]:
         raise ClaimFailed(

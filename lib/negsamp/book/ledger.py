@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ..claims import check_record
+from .chapters import BookError
 
 LEDGER_FILE = "claims.json"
 LEDGER_VERSION = 1
@@ -24,7 +25,7 @@ def ledger_path(build_dir: Path) -> Path:
 
 def empty_ledger() -> dict:
     """Return a ledger with no chapters."""
-    return {"version": LEDGER_VERSION, "chapters": {}}
+    return {"version": LEDGER_VERSION, "chapters": {}, "seed_runs": {}}
 
 
 def load_ledger(path: Path) -> dict:
@@ -32,9 +33,13 @@ def load_ledger(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         return empty_ledger()
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("version") != LEDGER_VERSION or "chapters" not in data:
-        raise ValueError(f"{path} is not a version-{LEDGER_VERSION} claim ledger; delete it and run again")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BookError(f"{path} is not valid JSON ({error}); delete it and run the chapters again") from None
+    if not isinstance(data, dict) or data.get("version") != LEDGER_VERSION or "chapters" not in data:
+        raise BookError(f"{path} is not a version-{LEDGER_VERSION} claim ledger; delete it and run the chapters again")
+    data.setdefault("seed_runs", {})
     return data
 
 
@@ -55,9 +60,29 @@ def write_json_atomic(path: Path, data) -> None:
 
 
 def record_chapter(path: Path, result: dict) -> dict:
-    """Replace one chapter's entry in the ledger at ``path`` and return the new ledger."""
+    """Replace one chapter's main entry in the ledger at ``path`` and return the new ledger.
+
+    Runs with further seeds stay only if they were made from the same inputs.
+    """
     ledger = load_ledger(path)
-    ledger["chapters"][result["chapter"]] = result
+    name = result["chapter"]
+    ledger["chapters"][name] = result
+    runs = ledger.setdefault("seed_runs", {}).get(name, {})
+    kept = {seed: run for seed, run in runs.items() if run.get("inputs_key") == result.get("inputs_key")}
+    if kept:
+        ledger["seed_runs"][name] = kept
+    else:
+        ledger["seed_runs"].pop(name, None)
+    write_json_atomic(path, ledger)
+    return ledger
+
+
+def record_seed_run(path: Path, result: dict) -> dict:
+    """Store a run with a further seed (for the robustness check) and return the new ledger."""
+    ledger = load_ledger(path)
+    run = {key: result.get(key) for key in ("status", "error", "failed_claims", "claims", "duration_s",
+                                             "inputs_key", "seed", "profile", "device", "started")}
+    ledger.setdefault("seed_runs", {}).setdefault(result["chapter"], {})[str(result["seed"])] = run
     write_json_atomic(path, ledger)
     return ledger
 

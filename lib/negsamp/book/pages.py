@@ -8,6 +8,7 @@ outputs a reader sees are the outputs whose claims were checked.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import importlib.metadata
 import platform
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import nbformat
 
-from ..claims import CLAIM_MIME, check_record
+from .. import __version__
+from ..claims import CLAIM_MIME, check_record, format_value
+from .audit import audit_record, robustness
 from .chapters import BookError, toc_chapters
 from .ledger import claim_status, ledger_path, load_ledger
 
@@ -38,13 +41,42 @@ def _cell(text: str) -> str:
     return f"<td>{html.escape(str(text))}</td>"
 
 
+def _robustness_cells(summary: dict | None, audit: dict) -> tuple[str, str]:
+    """Return the seed-spread cell and the flags cell of a ledger row."""
+    flags = []
+    if audit["status"] in ("vacuous", "failing"):
+        flags.append(f"{audit['status']}: {audit['detail']}")
+    if summary is None or len(summary["values"]) < 2:
+        spread = "one seed"
+    else:
+        spread = f"sd {format_value(summary['sd'])} over {len(summary['values'])} seeds"
+        if summary["fragile"]:
+            flags.append("fragile: " + ("failed at a seed" if summary["failed_at_some_seed"]
+                                        else "margin below one seed-to-seed sd"))
+        elif audit["status"] == "can-fail" and summary["sd"] > 0:
+            spread += f"; margin {summary['margin_in_sd']:.3g} sd"
+    return spread, "; ".join(flags) or "-"
+
+
 def render_claims_table(ledger: dict, chapter_order: list[str]) -> str:
-    """Return the ledger as an HTML table (raw block for MyST), one row per claim."""
+    """Return the ledger as an HTML table (raw block for MyST), one row per claim.
+
+    Besides each claim's check it shows the seed-to-seed spread when runs
+    at several seeds are recorded, and flags fragile and vacuous claims
+    (see :mod:`negsamp.book.audit`).
+    """
     rows = []
+    counts: dict[str, int] = {}
+    flagged = 0
     names = [name for name in chapter_order if name in ledger["chapters"]]
     for name in names:
+        summaries = robustness(ledger, name)
         for record in ledger["chapters"][name].get("claims", []):
             status = claim_status(record)
+            counts[status] = counts.get(status, 0) + 1
+            audit = audit_record(record)
+            spread, flags = _robustness_cells(summaries.get(record["id"]), audit)
+            flagged += flags != "-"
             link = f'<a href="../chapters/{name}.html#{_anchor(record["id"])}"><code>{html.escape(record["id"])}</code></a>'
             tolerance = record.get("tolerance") or {}
             tolerance_text = ", ".join(f"{key} {value:.3g}" for key, value in tolerance.items()
@@ -54,18 +86,17 @@ def render_claims_table(ledger: dict, chapter_order: list[str]) -> str:
                 f'<tr class="negsamp-{status}"><td>{link}</td>'
                 + _cell(name) + _cell(record["statement"]) + _cell(record["source"])
                 + _cell(record["expectation"]) + _cell(f"{record['formatted']}{unit}") + _cell(tolerance_text)
+                + _cell(spread) + f'<td class="negsamp-flags">{html.escape(flags)}</td>'
                 + f'<td class="negsamp-status">{status}</td>'
                 + _cell(record.get("profile")) + _cell(record.get("device")) + "</tr>"
             )
-    counts = {}
-    for name in names:
-        for record in ledger["chapters"][name].get("claims", []):
-            counts[claim_status(record)] = counts.get(claim_status(record), 0) + 1
     summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no claims"
     header = ("<tr><th>claim</th><th>chapter</th><th>statement</th><th>source</th><th>expected</th>"
-              "<th>measured</th><th>tolerance</th><th>status</th><th>profile</th><th>device</th></tr>")
+              "<th>measured</th><th>tolerance</th><th>spread over seeds</th><th>flags</th><th>status</th>"
+              "<th>profile</th><th>device</th></tr>")
     return (
-        f"```{{raw}} html\n<p class=\"negsamp-summary\">{len(names)} chapters, {html.escape(summary)}.</p>\n"
+        f"```{{raw}} html\n<p class=\"negsamp-summary\">{len(names)} chapters, {html.escape(summary)}; "
+        f"{flagged} claims flagged.</p>\n"
         f'<table class="negsamp-ledger">\n<thead>{header}</thead>\n<tbody>\n' + "\n".join(rows)
         + "\n</tbody>\n</table>\n```\n"
     )
@@ -193,14 +224,44 @@ def stage_site(root: Path, build_dir: Path, ledger: dict, order: list[str]) -> P
     return site
 
 
-def build_html(root: Path, build_dir: Path, strict: bool = True) -> Path:
-    """Stage the site and render it with Jupyter Book; return the HTML folder.
+STAMP_FILE = ".negsamp-build-stamp"
+
+
+def site_digest(root: Path, build_dir: Path) -> str:
+    """Return a SHA-256 over everything the HTML is made from.
+
+    That is the ledger (which changes with every executed run), the
+    configuration, the front matter under ``book/``, the executed notebooks
+    and the library version, so an unchanged digest means an unchanged book.
+    """
+    digest = hashlib.sha256()
+    paths = [ledger_path(build_dir), root / "_config.yml", root / "_toc.yml"]
+    paths += sorted(path for path in (root / "book").rglob("*") if path.is_file())
+    paths += sorted(path for path in (root / "chapters").iterdir() if path.is_file() and path.suffix != ".md")
+    paths += sorted((Path(build_dir) / "executed").glob("*.ipynb"))
+    for path in paths:
+        digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
+        digest.update(path.read_bytes() if path.is_file() else b"missing")
+    digest.update(__version__.encode())
+    return digest.hexdigest()
+
+
+def build_html(root: Path, build_dir: Path, strict: bool = True, force: bool = False) -> tuple[Path, bool]:
+    """Stage the site and render it with Jupyter Book; return the HTML folder and whether it rendered.
 
     With ``strict`` every Sphinx warning is an error (``-W --keep-going``).
+    Rendering is skipped when :func:`site_digest` matches the last
+    successful build, unless ``force``.
     """
     ledger, order = check_ready(root, build_dir)
-    site = stage_site(root, build_dir, ledger, order)
     output_root = Path(build_dir).resolve().parent if Path(build_dir).name == "_build" else Path(build_dir).resolve()
+    html_dir = output_root / "_build" / "html"
+    stamp = html_dir / STAMP_FILE
+    digest = site_digest(root, build_dir)
+    if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == digest \
+            and (html_dir / "index.html").exists():
+        return html_dir, False
+    site = stage_site(root, build_dir, ledger, order)
     command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(site),
                "--path-output", str(output_root), "--all"]
     if strict:
@@ -208,7 +269,7 @@ def build_html(root: Path, build_dir: Path, strict: bool = True) -> Path:
     completed = subprocess.run(command, cwd=root)
     if completed.returncode != 0:
         raise BookError(f"jupyter-book build failed with exit code {completed.returncode}; see the messages above")
-    html_dir = output_root / "_build" / "html"
     if not (html_dir / "index.html").exists():
         raise BookError(f"jupyter-book finished but {html_dir / 'index.html'} is missing")
-    return html_dir
+    stamp.write_text(digest + "\n", encoding="utf-8")
+    return html_dir, True

@@ -24,8 +24,9 @@ import nbformat
 from .. import __version__
 from ..claims import check_record, records_from_notebook
 from ..repro import CHAPTER_ENV, JOBS_ENV, validate_device_name, validate_profile, validate_seed
-from .chapters import BookError, Chapter, load_chapter
-from .ledger import ledger_path, record_chapter
+from .cache import cache_key, chapter_inputs, declared_data_files, stale_inputs
+from .chapters import BookError, Chapter, chapter_budget, load_chapter
+from .ledger import ledger_path, load_ledger, record_chapter, record_seed_run
 
 log = logging.getLogger("negsamp")
 
@@ -56,10 +57,12 @@ class RunOptions:
     build_dir: Path
     profile: str = "quick"
     device: str = "auto"
-    seed: int = 0
     jobs: int = 1
     cell_timeout: int = 900
     log_output: bool = True
+    seeds: tuple[int, ...] = (0,)
+    force: bool = False
+    budget_scale: float = 1.0
 
 
 def validate_options(options: RunOptions) -> None:
@@ -67,13 +70,20 @@ def validate_options(options: RunOptions) -> None:
     try:
         validate_profile(options.profile)
         validate_device_name(options.device)
-        validate_seed(options.seed)
+        if not options.seeds:
+            raise ValueError("give at least one seed")
+        for seed in options.seeds:
+            validate_seed(seed)
+        if len(set(options.seeds)) != len(options.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(options.seeds)}")
     except ValueError as error:
         raise BookError(str(error)) from None
     if not isinstance(options.jobs, int) or options.jobs < 1:
         raise BookError(f"--jobs must be a positive integer, got {options.jobs!r}")
     if not isinstance(options.cell_timeout, int) or options.cell_timeout < 1:
         raise BookError(f"--cell-timeout must be a positive number of seconds, got {options.cell_timeout!r}")
+    if not options.budget_scale > 0:
+        raise BookError(f"--budget-scale must be positive, got {options.budget_scale!r}")
     if options.device == "cuda":
         import torch
 
@@ -176,22 +186,36 @@ def _remove_handlers(handlers: list[logging.Handler]) -> None:
         handler.close()
 
 
-def execute_chapter(chapter: Chapter, options: RunOptions) -> dict:
-    """Execute one chapter and return its ledger entry; never raises for chapter failures."""
+def _error(ename: str, evalue: str) -> dict:
+    return {"ename": ename, "evalue": evalue, "cell_index": None, "exec_count": None, "cell_first_line": ""}
+
+
+def execute_chapter(chapter: Chapter, options: RunOptions, seed: int | None = None) -> dict:
+    """Execute one chapter with one seed and return its ledger entry; never raises for chapter failures.
+
+    The run for ``options.seeds[0]`` writes ``executed/NAME.ipynb`` (the
+    notebook the book renders); other seeds write under ``executed/seeds/``.
+    """
     import papermill
 
+    seed = options.seeds[0] if seed is None else seed
+    main_run = seed == options.seeds[0]
     build_dir = Path(options.build_dir)
-    executed_dir = build_dir / "executed"
+    executed_dir = build_dir / "executed" if main_run else build_dir / "executed" / "seeds"
     executed_dir.mkdir(parents=True, exist_ok=True)
-    handlers = _configure_logging(chapter.name if options.jobs > 1 else "", build_dir / "logs" / f"{chapter.name}.log")
+    stem = chapter.name if main_run else f"{chapter.name}.seed{seed}"
+    prefix = stem if options.jobs > 1 else ""
+    handlers = _configure_logging(prefix, build_dir / "logs" / f"{stem}.log")
     chapter_log = logging.getLogger("negsamp.chapter")
-    input_path = executed_dir / f".{chapter.name}.input.ipynb"
-    partial_path = executed_dir / f".{chapter.name}.partial.ipynb"
-    output_path = executed_dir / f"{chapter.name}.ipynb"
+    input_path = executed_dir / f".{stem}.input.ipynb"
+    partial_path = executed_dir / f".{stem}.partial.ipynb"
+    output_path = executed_dir / f"{stem}.ipynb"
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    saved_environment = {key: os.environ.get(key) for key in (CHAPTER_ENV, JOBS_ENV, "JUPYTER_PATH", "PYDEVD_DISABLE_FILE_VALIDATION")}
+    saved_environment = {key: os.environ.get(key)
+                         for key in (CHAPTER_ENV, JOBS_ENV, "JUPYTER_PATH", "PYDEVD_DISABLE_FILE_VALIDATION")}
     error = None
+    notebook = None
     try:
         notebook = _prepare_notebook(chapter)
         nbformat.write(notebook, input_path)
@@ -202,11 +226,11 @@ def execute_chapter(chapter: Chapter, options: RunOptions) -> dict:
         previous = saved_environment["JUPYTER_PATH"]
         os.environ["JUPYTER_PATH"] = jupyter_path + (os.pathsep + previous if previous else "")
         chapter_log.info("running chapter %s (profile %s, device %s, seed %d)",
-                         chapter.name, options.profile, options.device, options.seed)
+                         chapter.name, options.profile, options.device, seed)
         papermill.execute_notebook(
             str(input_path),
             str(partial_path),
-            parameters={"profile": options.profile, "device": options.device, "seed": options.seed},
+            parameters={"profile": options.profile, "device": options.device, "seed": seed},
             kernel_name="python3",
             progress_bar=False,
             log_output=options.log_output,
@@ -238,20 +262,31 @@ def execute_chapter(chapter: Chapter, options: RunOptions) -> dict:
     duplicated = sorted({claim_id for claim_id in ids if ids.count(claim_id) > 1})
     details = _error_details(error) if error is not None else None
     if details is None and duplicated:
-        details = {"ename": "DuplicateClaimId", "evalue": f"claim ids recorded more than once: {', '.join(duplicated)}",
-                   "cell_index": None, "exec_count": None, "cell_first_line": ""}
+        details = _error("DuplicateClaimId", f"claim ids recorded more than once: {', '.join(duplicated)}")
     checked = [record for record in claims if record["kind"] != "reported"]
     if details is None and chapter.in_toc and not checked:
-        details = {"ename": "NoClaims", "evalue": "the chapter recorded no checked claims; every chapter must check its numbers",
-                   "cell_index": None, "exec_count": None, "cell_first_line": ""}
+        details = _error("NoClaims", "the chapter recorded no checked claims; every chapter must check its numbers")
+    budget = chapter_budget(notebook, options.profile) if notebook is not None else None
+    if details is None and budget is not None and duration > budget * options.budget_scale:
+        details = _error(
+            "OverBudget",
+            f"the chapter ran {duration:.1f} s, over its {options.profile}-profile budget of "
+            f"{budget * options.budget_scale:.0f} s (negsamp: budget_s in its front matter"
+            + (f", scaled by {options.budget_scale:g}" if options.budget_scale != 1 else "") + ")",
+        )
     failed_claims = [record for record in claims if not check_record(record) or not record.get("passed", False)]
-    claim_failed = details is not None and details["ename"] == "ClaimFailed"
+    claim_failed = details is not None and details["ename"] in ("ClaimFailed", "OverBudget")
     if claim_failed or (details is None and failed_claims):
         status = "failed"
     elif details is not None:
         status = "error"
     else:
         status = "passed"
+    parameters = {"profile": options.profile, "device": options.device, "seed": seed}
+    inputs = {}
+    if footer:
+        data_files = declared_data_files(notebook, chapter.path) if notebook is not None else []
+        inputs = chapter_inputs(chapter.path, options.root, footer.get("modules", {}), data_files)
     result = {
         "chapter": chapter.name,
         "source": str(chapter.path),
@@ -262,7 +297,11 @@ def execute_chapter(chapter: Chapter, options: RunOptions) -> dict:
         "claims": claims,
         "profile": options.profile,
         "device": options.device,
-        "seed": options.seed,
+        "seed": seed,
+        "parameters": parameters,
+        "inputs": inputs,
+        "inputs_key": cache_key(inputs, {key: parameters[key] for key in ("profile", "device")}),
+        "budget_s": budget,
         "jobs": options.jobs,
         "duration_s": round(duration, 3),
         "cell_times": cell_times,
@@ -301,52 +340,127 @@ def summarize_result(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _worker(chapter: Chapter, options: RunOptions) -> dict:
-    return execute_chapter(chapter, options)
+def _worker(chapter: Chapter, options: RunOptions, seed: int) -> dict:
+    return execute_chapter(chapter, options, seed)
+
+
+def _crashed_result(chapter: Chapter, options: RunOptions, seed: int, error: BaseException) -> dict:
+    return {
+        "chapter": chapter.name, "source": str(chapter.path), "in_toc": chapter.in_toc,
+        "status": "error", "claims": [], "failed_claims": [], "cell_times": [], "footer": {},
+        "error": _error(type(error).__name__, str(error)), "inputs": {}, "inputs_key": None,
+        "profile": options.profile, "device": options.device, "seed": seed,
+        "parameters": {"profile": options.profile, "device": options.device, "seed": seed},
+        "jobs": options.jobs, "duration_s": 0.0, "executed": None,
+    }
+
+
+def plan_tasks(chapters: list[Chapter], options: RunOptions, ledger: dict) -> tuple[list, list[str]]:
+    """Return the (chapter, seed) runs that are due, and a line for each chapter that is up to date.
+
+    A chapter's main run is due when :func:`stale_inputs` finds a reason;
+    a further seed's run is due when the ledger has none for the current
+    inputs.  ``options.force`` makes everything due.
+    """
+    tasks, skipped = [], []
+    for chapter in chapters:
+        main_seed = options.seeds[0]
+        parameters = {"profile": options.profile, "device": options.device, "seed": main_seed}
+        entry = ledger["chapters"].get(chapter.name)
+        reasons = ["--force"] if options.force else stale_inputs(entry, options.root, chapter.path, parameters)
+        if reasons:
+            log.info("chapter %s will run: %s", chapter.name, "; ".join(reasons))
+            tasks.append((chapter, main_seed))
+        current_key = None if reasons else entry.get("inputs_key")
+        runs = ledger.get("seed_runs", {}).get(chapter.name, {})
+        due_seeds = [seed for seed in options.seeds[1:]
+                     if options.force or current_key is None
+                     or runs.get(str(seed), {}).get("inputs_key") != current_key
+                     or runs.get(str(seed), {}).get("status") != "passed"]
+        tasks.extend((chapter, seed) for seed in due_seeds)
+        if not reasons and not due_seeds:
+            skipped.append(f"chapter {chapter.name} is up to date (seed {main_seed}"
+                           + (f" and {len(options.seeds) - 1} more seeds" if len(options.seeds) > 1 else "")
+                           + "); not re-executed")
+    return tasks, skipped
+
+
+def _record(path: Path, result: dict, options: RunOptions) -> None:
+    if result["seed"] == options.seeds[0]:
+        record_chapter(path, result)
+    else:
+        record_seed_run(path, result)
 
 
 def run_chapters(chapters: list[Chapter], options: RunOptions) -> list[dict]:
-    """Execute ``chapters`` (in parallel when ``options.jobs > 1``) and update the ledger after each.
+    """Execute the due runs of ``chapters`` (in parallel when ``options.jobs > 1``).
 
     Every chapter is checked against the chapter contract before the first
     one executes, so a malformed chapter stops the run with nothing lost.
+    The ledger is rewritten atomically after each run, so an interrupted
+    run keeps every run that finished.  Returns the results of the runs
+    that executed, main seeds first in chapter order.
     """
     validate_options(options)
     for chapter in chapters:
         load_chapter(chapter)
     path = ledger_path(options.build_dir)
+    tasks, skipped = plan_tasks(chapters, options, load_ledger(path))
+    for line in skipped:
+        log.info("%s", line)
+    if options.profile == "full":
+        _announce_full_profile_cost([chapter for chapter, seed in tasks if seed == options.seeds[0]], options)
     results: list[dict] = []
-    if options.jobs == 1 or len(chapters) == 1:
-        for chapter in chapters:
-            result = execute_chapter(chapter, options)
-            record_chapter(path, result)
+    if options.jobs == 1 or len(tasks) <= 1:
+        for chapter, seed in tasks:
+            result = execute_chapter(chapter, options, seed)
+            _record(path, result, options)
             results.append(result)
-        return results
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(options.jobs, len(chapters)), mp_context=context) as pool:
-        futures = {pool.submit(_worker, chapter, options): chapter for chapter in chapters}
-        try:
-            for future in as_completed(futures):
-                chapter = futures[future]
-                try:
-                    result = future.result()
-                except Exception as error:  # a worker process that died; the others go on
-                    result = {
-                        "chapter": chapter.name, "source": str(chapter.path), "in_toc": chapter.in_toc,
-                        "status": "error", "claims": [], "failed_claims": [], "cell_times": [], "footer": {},
-                        "error": {"ename": type(error).__name__, "evalue": str(error), "cell_index": None,
-                                  "exec_count": None, "cell_first_line": ""},
-                        "profile": options.profile, "device": options.device, "seed": options.seed,
-                        "jobs": options.jobs, "duration_s": 0.0, "executed": None,
-                    }
-                    log.error("%s", summarize_result(result))
-                record_chapter(path, result)
-                results.append(result)
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(options.jobs, len(tasks)), mp_context=context) as pool:
+            futures = {pool.submit(_worker, chapter, options, seed): (chapter, seed) for chapter, seed in tasks}
+            try:
+                for future in as_completed(futures):
+                    chapter, seed = futures[future]
+                    try:
+                        result = future.result()
+                    except Exception as error:  # a worker process that died; the others go on
+                        result = _crashed_result(chapter, options, seed, error)
+                        log.error("%s", summarize_result(result))
+                    _record(path, result, options)
+                    results.append(result)
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     order = {chapter.name: index for index, chapter in enumerate(chapters)}
-    return sorted(results, key=lambda result: order[result["chapter"]])
+    return sorted(results, key=lambda result: (result["seed"] != options.seeds[0], order[result["chapter"]],
+                                               result["seed"]))
+
+
+def _announce_full_profile_cost(chapters: list[Chapter], options: RunOptions) -> None:
+    """Log what the full profile is expected to cost, and warn when it will run on a CPU."""
+    from ..repro import resolve_device
+
+    device = resolve_device(options.device)
+    total_gpu, total_cpu, unknown = 0.0, 0.0, []
+    for chapter in chapters:
+        meta = load_chapter(chapter).metadata.get("negsamp", {})
+        gpu = meta.get("budget_s", {}).get("full")
+        cpu = meta.get("full_cpu_s")
+        total_gpu += float(gpu or 0)
+        total_cpu += float(cpu or 0)
+        if cpu is None:
+            unknown.append(chapter.name)
+    if device.type == "cpu":
+        log.warning(
+            "full profile on the CPU: the chapters estimate %.0f min in total here (%.0f min on a GPU)%s; "
+            "it starts now, Ctrl-C keeps every chapter that finished",
+            total_cpu / 60, total_gpu / 60,
+            f"; no CPU estimate for {', '.join(unknown)}" if unknown else "",
+        )
+    else:
+        log.info("full profile on %s: the chapters budget %.0f min in total", device, total_gpu / 60)
 
 
 def options_as_dict(options: RunOptions) -> dict:
