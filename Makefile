@@ -8,7 +8,7 @@ DEVICE ?= auto
 SEED ?= 0
 JOBS ?= 1
 
-.PHONY: book run html test lab lock clean
+.PHONY: book run html test browser lab lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,18 @@ run: $(VENV)/.installed
 html: $(VENV)/.installed
 	$(BIN)/negsamp build
 
-## test: library and runner tests, then every chapter at the quick profile
-test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+## test: library and runner tests, every chapter at the quick profile with seeds
+## $(TEST_SEEDS), the claim audit, the HTML build, and the pages read in Chromium
+TEST_SEEDS ?= 0,1,2
+test: $(VENV)/.installed browser
+	NEGSAMP_TEST_SEEDS=$(TEST_SEEDS) $(BIN)/python -m pytest
+
+## browser: install Debian's Chromium for the page tests, where apt-get runs as root
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
+	else echo "Chromium not found and cannot be installed here; the page tests will be skipped"; fi
 
 ## lab: open the chapters as notebooks in JupyterLab (jupytext pairs the MyST files)
 lab: $(VENV)/.installed

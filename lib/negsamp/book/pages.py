@@ -22,7 +22,7 @@ import nbformat
 from .. import __version__
 from ..claims import CLAIM_MIME, check_record, format_value
 from .audit import audit_record, robustness
-from .chapters import BookError, toc_chapters
+from .chapters import BookError, load_chapter, toc_chapters
 from .ledger import claim_status, ledger_path, load_ledger
 
 LEDGER_MARKER = "<!-- negsamp:claims-table -->"
@@ -78,22 +78,19 @@ def render_claims_table(ledger: dict, chapter_order: list[str]) -> str:
             spread, flags = _robustness_cells(summaries.get(record["id"]), audit)
             flagged += flags != "-"
             link = f'<a href="../chapters/{name}.html#{_anchor(record["id"])}"><code>{html.escape(record["id"])}</code></a>'
-            tolerance = record.get("tolerance") or {}
-            tolerance_text = ", ".join(f"{key} {value:.3g}" for key, value in tolerance.items()
-                                       if isinstance(value, (int, float))) or "-"
             unit = f" {record['unit']}" if record.get("unit") else ""
+            where = f"{record.get('profile')}, {record.get('device')}"
             rows.append(
-                f'<tr class="negsamp-{status}"><td>{link}</td>'
-                + _cell(name) + _cell(record["statement"]) + _cell(record["source"])
-                + _cell(record["expectation"]) + _cell(f"{record['formatted']}{unit}") + _cell(tolerance_text)
-                + _cell(spread) + f'<td class="negsamp-flags">{html.escape(flags)}</td>'
-                + f'<td class="negsamp-status">{status}</td>'
-                + _cell(record.get("profile")) + _cell(record.get("device")) + "</tr>"
+                f'<tr class="negsamp-{status}"><td>{link}<br><small>{html.escape(name)}</small></td>'
+                f"<td>{html.escape(record['statement'])}<br><small><i>{html.escape(record['source'])}</i></small></td>"
+                + _cell(record["expectation"])
+                + f"<td>{html.escape(record['formatted'] + unit)}<br><small>{html.escape(where)}</small></td>"
+                + _cell(spread) + f'<td class="negsamp-status">{status}</td>'
+                + f'<td class="negsamp-flags">{html.escape(flags)}</td></tr>'
             )
     summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no claims"
-    header = ("<tr><th>claim</th><th>chapter</th><th>statement</th><th>source</th><th>expected</th>"
-              "<th>measured</th><th>tolerance</th><th>spread over seeds</th><th>flags</th><th>status</th>"
-              "<th>profile</th><th>device</th></tr>")
+    header = ("<tr><th>claim and chapter</th><th>statement and source</th><th>expected (tolerance)</th>"
+              "<th>measured (profile, device)</th><th>spread over seeds</th><th>status</th><th>flags</th></tr>")
     return (
         f"```{{raw}} html\n<p class=\"negsamp-summary\">{len(names)} chapters, {html.escape(summary)}; "
         f"{flagged} claims flagged.</p>\n"
@@ -136,19 +133,33 @@ def render_environment(ledger: dict, chapter_order: list[str], root: Path) -> st
     lines += ["", "## Package versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in _package_versions()]
     lines += ["", "## Chapter runs", "",
-              "| chapter | status | profile | device | seed | claims | run time (s) | kernel Python |",
-              "|---|---|---|---|---|---|---|---|"]
+              "Run time is the wall-clock time of the rendered run, kernel start included; the budget is the "
+              "limit the chapter declares for its profile, and a run over it fails.", "",
+              "| chapter | status | profile | device | seeds | claims | run time (s) | budget (s) | kernel Python |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name in chapter_order:
         entry = ledger["chapters"].get(name)
         if entry is None:
-            lines.append(f"| {name} | not run | | | | | | |")
+            lines.append(f"| {name} | not run | | | | | | | |")
             continue
         devices = sorted({str(record.get("device")) for record in entry.get("claims", [])}) or ["-"]
         checked = [record for record in entry.get("claims", []) if record["kind"] != "reported"]
+        seeds = [str(entry["seed"])] + sorted(ledger.get("seed_runs", {}).get(name, {}), key=int)
+        budget = entry.get("budget_s")
         lines.append(
             f"| [{name}](../chapters/{name}) | {entry['status']} | {entry['profile']} | {', '.join(devices)} | "
-            f"{entry['seed']} | {len(checked)} | {entry['duration_s']:.1f} | {entry.get('footer', {}).get('python', '-')} |"
+            f"{', '.join(seeds)} | {len(checked)} | {entry['duration_s']:.1f} | "
+            f"{'-' if budget is None else f'{budget:g}'} | {entry.get('footer', {}).get('python', '-')} |"
         )
+    lines += ["", "## Full profile", "",
+              "The `full` profile is sized for a GPU; each chapter declares its budget there and, where measured, "
+              "what the same run costs on this kind of CPU.", "",
+              "| chapter | full-profile budget on a GPU (s) | estimated CPU time (s) |", "|---|---|---|"]
+    for chapter in toc_chapters(root):
+        meta = load_chapter(chapter).metadata.get("negsamp", {})
+        gpu = meta.get("budget_s", {}).get("full")
+        cpu = meta.get("full_cpu_s")
+        lines.append(f"| {chapter.name} | {'-' if gpu is None else gpu} | {'-' if cpu is None else cpu} |")
     lines += ["", "## Slowest cells", "", "| chapter | cell | seconds | first line |", "|---|---|---|---|"]
     timed = []
     for name in chapter_order:
