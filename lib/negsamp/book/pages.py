@@ -169,6 +169,20 @@ def render_environment(ledger: dict, chapter_order: list[str], root: Path) -> st
     for seconds, name, cell, first_line in sorted(timed, reverse=True)[:15]:
         escaped = html.escape(first_line).replace("|", "&#124;").replace("`", "")
         lines.append(f"| {name} | {cell} | {seconds:.2f} | <code>{escaped}</code> |")
+    lines += ["", "## Every cell", "", "Per-cell times from papermill's metadata, one table per chapter.", "",
+              "```{raw} html"]
+    for name in chapter_order:
+        cells = (ledger["chapters"].get(name) or {}).get("cell_times", [])
+        if not cells:
+            continue
+        lines.append(f"<details><summary>{html.escape(name)}: {len(cells)} cells, "
+                     f"{sum(cell['duration_s'] for cell in cells):.1f} s</summary>")
+        lines.append('<table class="negsamp-cells"><tr><th>cell</th><th>seconds</th><th>first line</th></tr>')
+        for cell in cells:
+            lines.append(f"<tr><td>{cell['cell']}</td><td>{cell['duration_s']:.2f}</td>"
+                         f"<td><code>{html.escape(cell['first_line'])}</code></td></tr>")
+        lines.append("</table></details>")
+    lines.append("```")
     return "\n".join(lines) + "\n"
 
 
@@ -242,14 +256,16 @@ def site_digest(root: Path, build_dir: Path) -> str:
     """Return a SHA-256 over everything the HTML is made from.
 
     That is the ledger (which changes with every executed run), the
-    configuration, the front matter under ``book/``, the executed notebooks
-    and the library version, so an unchanged digest means an unchanged book.
+    configuration, the front matter under ``book/``, the executed notebooks,
+    the code that generates the pages and the library version, so an
+    unchanged digest means an unchanged book.
     """
     digest = hashlib.sha256()
     paths = [ledger_path(build_dir), root / "_config.yml", root / "_toc.yml"]
     paths += sorted(path for path in (root / "book").rglob("*") if path.is_file())
     paths += sorted(path for path in (root / "chapters").iterdir() if path.is_file() and path.suffix != ".md")
     paths += sorted((Path(build_dir) / "executed").glob("*.ipynb"))
+    paths += sorted(Path(__file__).parent.glob("*.py"))  # the page generators themselves
     for path in paths:
         digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
         digest.update(path.read_bytes() if path.is_file() else b"missing")
