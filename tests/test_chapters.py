@@ -62,6 +62,18 @@ def test_chapter_source_keeps_contract(name):
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
+def test_jupytext_round_trip_keeps_front_matter(name):
+    """Saving a chapter from JupyterLab (make lab) goes through jupytext; the budget must survive it."""
+    import jupytext
+
+    path = ROOT / "chapters" / f"{name}.md"
+    notebook = jupytext.read(path)
+    written = jupytext.writes(notebook, fmt="md:myst", config=jupytext.config.find_jupytext_configuration_file
+                              and jupytext.config.load_jupytext_configuration_file(str(ROOT / "jupytext.toml")))
+    assert jupytext.reads(written, fmt="md:myst").metadata.get("negsamp") == notebook.metadata["negsamp"]
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_passes_quick_profile(executed_ledger, name):
     entry = executed_ledger["chapters"][name]
     failed = [(record["id"], record["measured"], record["expectation"])

@@ -241,7 +241,7 @@ def test_diff_lists_moved_added_removed_and_times(tmp_path):
 def test_over_budget_fails_with_measured_time(build_dir):
     result = run_negsamp("run", str(FIXTURES / "over_budget.md"), "--build-dir", str(build_dir), "--quiet")
     assert result.returncode == 1
-    assert "OverBudget" in result.stdout and "budget of 1 s" in result.stdout
+    assert "OverBudget" in result.stdout and "budget of 1 s" in result.stdout and "of CPU time" in result.stdout
     assert read_ledger(build_dir)["chapters"]["over_budget"]["status"] == "failed"
     scaled = run_negsamp("run", str(FIXTURES / "over_budget.md"), "--budget-scale", "30",
                          "--build-dir", str(build_dir), "--quiet")

@@ -159,7 +159,13 @@ def load_chapter(chapter: Chapter):
 
 
 def chapter_budget(notebook, profile: str) -> float | None:
-    """Return the chapter's declared run-time budget in seconds for ``profile``, if any."""
+    """Return the chapter's declared run-time budget for ``profile``, in seconds of kernel CPU time, if any.
+
+    CPU time (user plus system, all threads of the kernel and its children)
+    rather than wall-clock time keeps the check independent of other load on
+    a shared machine; a chapter within a CPU-time budget of B seconds also
+    finishes within B wall-clock seconds on an idle machine.
+    """
     budgets = notebook.metadata.get("negsamp", {}).get("budget_s", {})
     value = budgets.get(profile)
     return float(value) if value is not None else None

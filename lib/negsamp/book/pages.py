@@ -133,14 +133,16 @@ def render_environment(ledger: dict, chapter_order: list[str], root: Path) -> st
     lines += ["", "## Package versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in _package_versions()]
     lines += ["", "## Chapter runs", "",
-              "Run time is the wall-clock time of the rendered run, kernel start included; the budget is the "
-              "limit the chapter declares for its profile, and a run over it fails.", "",
-              "| chapter | status | profile | device | seeds | claims | run time (s) | budget (s) | kernel Python |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "Run time is the wall-clock time of the rendered run, kernel start included; CPU time is what the "
+              "chapter's kernel used (all threads). The budget is the CPU time the chapter declares for its "
+              "profile, and a run over it fails.", "",
+              "| chapter | status | profile | device | seeds | claims | run time (s) | CPU time (s) | budget (s) "
+              "| kernel Python |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name in chapter_order:
         entry = ledger["chapters"].get(name)
         if entry is None:
-            lines.append(f"| {name} | not run | | | | | | | |")
+            lines.append(f"| {name} | not run | | | | | | | | |")
             continue
         devices = sorted({str(record.get("device")) for record in entry.get("claims", [])}) or ["-"]
         checked = [record for record in entry.get("claims", []) if record["kind"] != "reported"]
@@ -149,6 +151,7 @@ def render_environment(ledger: dict, chapter_order: list[str], root: Path) -> st
         lines.append(
             f"| [{name}](../chapters/{name}) | {entry['status']} | {entry['profile']} | {', '.join(devices)} | "
             f"{', '.join(seeds)} | {len(checked)} | {entry['duration_s']:.1f} | "
+            f"{'-' if entry.get('cpu_s') is None else format(entry['cpu_s'], '.1f')} | "
             f"{'-' if budget is None else f'{budget:g}'} | {entry.get('footer', {}).get('python', '-')} |"
         )
     lines += ["", "## Full profile", "",
