@@ -132,3 +132,18 @@ def test_gaussian_mutual_information_against_monte_carlo():
     assert monte_carlo == pytest.approx(critic.gaussian_mutual_information(rho), abs=0.01)
     assert critic.gaussian_mutual_information(0.0) == 0.0
     assert critic.gaussian_mutual_information(0.5, dim=3) == pytest.approx(-1.5 * np.log(0.75))
+
+
+def test_closed_form_gradient_and_hessian_match_autograd():
+    generator = torch.Generator().manual_seed(3)
+    phi_data = torch.randn(50, 4, generator=generator)
+    phi_noise = torch.randn(120, 4, generator=generator)
+    weights_data = torch.rand(50, generator=generator)
+    theta = torch.randn(4, generator=generator)
+
+    def objective(parameters):
+        return critic.nce_loss(phi_data @ parameters, phi_noise @ parameters, 2.5, weights_data, None)
+
+    gradient, hessian = critic.nce_gradient_and_hessian(theta, phi_data, phi_noise, 2.5, weights_data, None)
+    assert torch.allclose(gradient, torch.autograd.functional.jacobian(objective, theta), atol=1e-12)
+    assert torch.allclose(hessian, torch.autograd.functional.hessian(objective, theta), atol=1e-12)

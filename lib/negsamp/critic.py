@@ -102,14 +102,43 @@ def rbf_features(x: torch.Tensor, centres: torch.Tensor, width: float) -> torch.
     return torch.cat([torch.ones_like(x), x, x**2, bumps], dim=1)
 
 
+def _weighted_mean_matrix(weights: torch.Tensor | None, n: int, dtype, device) -> torch.Tensor:
+    if weights is None:
+        return torch.full((n,), 1.0 / n, dtype=dtype, device=device)
+    return weights / weights.sum()
+
+
+def nce_gradient_and_hessian(theta: torch.Tensor, phi_data: torch.Tensor, phi_noise: torch.Tensor, k: float,
+                             weights_data: torch.Tensor | None = None, weights_noise: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient and Hessian of :func:`nce_loss` for the linear critic ``s = phi @ theta``.
+
+    With ``a = sigma(-s)`` on data and ``b = sigma(s)`` on noise, the gradient
+    is ``-E_p[a phi] + k E_q[b phi]`` and the Hessian
+    ``E_p[a (1 - a) phi phi^T] + k E_q[b (1 - b) phi phi^T]``, where each
+    expectation is the (weighted) sample mean.
+    """
+    _check_k(k)
+    w_data = _weighted_mean_matrix(weights_data, phi_data.shape[0], phi_data.dtype, phi_data.device)
+    w_noise = _weighted_mean_matrix(weights_noise, phi_noise.shape[0], phi_noise.dtype, phi_noise.device)
+    s_data = phi_data @ theta
+    s_noise = phi_noise @ theta
+    a = torch.sigmoid(-s_data)
+    b = torch.sigmoid(s_noise)
+    gradient = -(w_data * a) @ phi_data + k * (w_noise * b) @ phi_noise
+    hessian = (phi_data.T * (w_data * a * (1 - a))) @ phi_data + k * (phi_noise.T * (w_noise * b * (1 - b))) @ phi_noise
+    return gradient, hessian
+
+
 def fit_linear_nce_critic(phi_data: torch.Tensor, phi_noise: torch.Tensor, k: float,
                           weights_data: torch.Tensor | None = None, weights_noise: torch.Tensor | None = None,
-                          ridge: float = 1e-9, max_steps: int = 100, tol: float = 1e-10) -> torch.Tensor:
+                          ridge: float = 1e-9, max_steps: int = 100, tol: float = 1e-12) -> torch.Tensor:
     """Minimise :func:`nce_loss` over a critic ``s(x) = phi(x) @ theta`` by Newton's method.
 
-    The objective is convex in ``theta``; each step uses the autograd gradient
-    and Hessian, halving the step until the loss decreases.  A tiny ridge
-    keeps the Hessian invertible when features are nearly collinear.
+    The objective is convex in ``theta``; each step solves with the
+    closed-form gradient and Hessian of :func:`nce_gradient_and_hessian`
+    and halves the step until the loss decreases.  A tiny ridge keeps the
+    Hessian invertible when features are nearly collinear.
 
     Returns
     -------
@@ -120,6 +149,7 @@ def fit_linear_nce_critic(phi_data: torch.Tensor, phi_noise: torch.Tensor, k: fl
     if phi_noise.shape[1] != dim:
         raise ValueError(f"feature dimensions differ: {dim} for data, {phi_noise.shape[1]} for noise")
     theta = torch.zeros(dim, dtype=phi_data.dtype, device=phi_data.device)
+    identity = torch.eye(dim, dtype=phi_data.dtype, device=phi_data.device)
 
     def objective(parameters: torch.Tensor) -> torch.Tensor:
         return (nce_loss(phi_data @ parameters, phi_noise @ parameters, k, weights_data, weights_noise)
@@ -127,9 +157,8 @@ def fit_linear_nce_critic(phi_data: torch.Tensor, phi_noise: torch.Tensor, k: fl
 
     loss = objective(theta)
     for _ in range(max_steps):
-        gradient = torch.autograd.functional.jacobian(objective, theta)
-        hessian = torch.autograd.functional.hessian(objective, theta)
-        step = torch.linalg.solve(hessian, gradient)
+        gradient, hessian = nce_gradient_and_hessian(theta, phi_data, phi_noise, k, weights_data, weights_noise)
+        step = torch.linalg.solve(hessian + ridge * identity, gradient + ridge * theta)
         scale = 1.0
         while True:
             candidate = theta - scale * step
