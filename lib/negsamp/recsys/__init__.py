@@ -1,0 +1,1 @@
+"""Recommender models, implicit-feedback simulators and their losses."""
