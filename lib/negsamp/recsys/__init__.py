@@ -1,0 +1,1 @@
+"""Recommender models, losses, simulators and data splits for the collaborative-filtering chapters."""
