@@ -217,6 +217,19 @@ def test_variance_matches_exact_binomial():
     assert abs(exact / formula - 1) < 3 / smallest_mean
 
 
+@pytest.mark.parametrize("draws, probability", [(5000, 0.02), (2000, 0.1), (25000, 0.004)])
+def test_log_count_variance_second_order_term(draws, probability):
+    """The exact variance of log(c) exceeds the delta method by about 3 / (2 mu), mu = E[c]."""
+    support = np.arange(1, draws + 1)
+    weights = binom.pmf(support, draws, probability)
+    weights /= weights.sum()
+    logs = np.log(support)
+    exact = np.sum(weights * logs**2) - np.sum(weights * logs) ** 2
+    mean = draws * probability
+    delta_method = (1 - probability) / mean
+    assert (exact / delta_method - 1) * mean == pytest.approx(1.5, abs=0.15)
+
+
 def test_sample_pair_counts_totals_and_means():
     distribution = torch.tensor([[0.0, 0.7, 0.3], [0.5, 0.0, 0.5], [0.1, 0.9, 0.0]])
     generator = torch.Generator().manual_seed(0)
