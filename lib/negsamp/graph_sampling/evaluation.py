@@ -40,14 +40,23 @@ def _off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
     return matrix[keep].view(n, n - 1)
 
 
+def _average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Return the rank of each entry within its row, from 1, with tied entries sharing their mean rank."""
+    values = values.contiguous()
+    ordered = torch.sort(values, dim=1).values
+    below = torch.searchsorted(ordered, values, right=False).double()
+    at_or_below = torch.searchsorted(ordered, values, right=True).double()
+    return below + (at_or_below - below + 1) / 2
+
+
 def discrimination_per_anchor(scores: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
     """Return, for every anchor, the ROC AUC of its scores between ``members`` and the other nodes.
 
     The anchor itself is excluded and ties count one half.  The AUC comes
     from the average ranks of each row (the Mann-Whitney statistic), so the
     cost is ``O(n**2 log n)``.  Off-diagonal scores may be infinite but
-    not NaN; the diagonal is ignored.  Rows
-    whose member set or its complement is empty give NaN.
+    not NaN, and the diagonal is ignored.  Rows whose member set or its
+    complement is empty give NaN.
 
     Parameters
     ----------
@@ -66,10 +75,7 @@ def discrimination_per_anchor(scores: torch.Tensor, members: torch.Tensor) -> to
     if torch.isnan(values).any():
         raise ValueError("off-diagonal scores contain NaN; replace untrained pairs by a finite value or -inf first")
     inside = _off_diagonal(members)
-    ordered = torch.sort(values, dim=1).values
-    below = torch.searchsorted(ordered, values, right=False).double()
-    at_or_below = torch.searchsorted(ordered, values, right=True).double()
-    average_rank = below + (at_or_below - below + 1) / 2  # ranks from 1, ties averaged
+    average_rank = _average_ranks(values)
     n_inside = inside.sum(dim=1).double()
     n_outside = inside.shape[1] - n_inside
     rank_sum = (average_rank * inside).sum(dim=1)
@@ -123,16 +129,8 @@ def rank_correlation_per_anchor(scores: torch.Tensor, reference: torch.Tensor) -
     """
     _check_square("scores", scores)
     _check_square("reference", reference, scores.shape[0])
-
-    def average_ranks(matrix: torch.Tensor) -> torch.Tensor:
-        values = _off_diagonal(matrix).double().contiguous()
-        ordered = torch.sort(values, dim=1).values
-        below = torch.searchsorted(ordered, values, right=False).double()
-        at_or_below = torch.searchsorted(ordered, values, right=True).double()
-        return below + (at_or_below - below + 1) / 2
-
-    first = average_ranks(scores)
-    second = average_ranks(reference)
+    first = _average_ranks(_off_diagonal(scores).double())
+    second = _average_ranks(_off_diagonal(reference).double())
     first = first - first.mean(dim=1, keepdim=True)
     second = second - second.mean(dim=1, keepdim=True)
     return (first * second).sum(dim=1) / torch.sqrt((first**2).sum(dim=1) * (second**2).sum(dim=1))
