@@ -121,3 +121,22 @@ def trustworthiness(high_dimensional, embedding, n_neighbors: int = 10) -> float
         return values.detach().cpu().numpy() if hasattr(values, "detach") else values
 
     return float(sklearn_trustworthiness(to_numpy(high_dimensional), to_numpy(embedding), n_neighbors=n_neighbors))
+
+
+def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
+    """Standard error of an ROC AUC estimated from ``n_positive`` and ``n_negative`` scores.
+
+    Uses the approximation of Hanley and McNeil (1982), which models the
+    score distributions as exponential: with ``Q1 = A / (2 - A)`` and
+    ``Q2 = 2 A**2 / (1 + A)``,
+    ``SE**2 = (A (1 - A) + (n1 - 1)(Q1 - A**2) + (n2 - 1)(Q2 - A**2)) / (n1 n2)``.
+    It measures how finely a test set of that size can resolve the AUC.
+    """
+    if not 0 <= auc <= 1:
+        raise ValueError(f"auc must lie in [0, 1], got {auc!r}")
+    if n_positive < 1 or n_negative < 1:
+        raise ValueError(f"need at least one positive and one negative, got {n_positive} and {n_negative}")
+    q1 = auc / (2 - auc)
+    q2 = 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (n_positive - 1) * (q1 - auc**2) + (n_negative - 1) * (q2 - auc**2))
+    return math.sqrt(max(variance, 0.0) / (n_positive * n_negative))
