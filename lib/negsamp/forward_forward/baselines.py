@@ -1,13 +1,13 @@
 """Baselines with the same layer sizes: Forward-Forward with negatives and a backprop MLP.
 
-Forward-Forward (FF) follows the robust recipe of Hinton (2022) as
-re-implemented by loeweX/Forward-Forward: the one-hot label is appended to
-the input, a positive pairs an image with its label and a negative with a
-random wrong label, every layer's input is divided by its root mean square,
-and layer ``l`` with ``d_l`` ReLU units is trained to make the logit
-``sum_j z_j**2 - d_l`` positive on positives and negative on negatives.
-Prediction runs the network once per candidate label and picks the label
-with the largest goodness summed over layers.
+Forward-Forward (FF) follows Hinton (2022) in the form that the
+loeweX/Forward-Forward re-implementation trains reliably.  The one-hot label
+is appended to the input.  A positive pairs an image with its label, and a
+negative pairs it with a random wrong label.  Every layer's input is divided
+by its root mean square, and layer ``l`` with ``d_l`` ReLU units is trained
+to make the logit ``sum_j z_j**2 - d_l`` positive on positives and negative
+on negatives.  Prediction runs the network once per candidate label and
+picks the label with the largest goodness summed over layers.
 
 Like :mod:`negsamp.forward_forward.stochastic`, all tensors carry a leading
 replicate axis ``R`` of independent networks.
@@ -62,8 +62,8 @@ def embed_label(inputs: torch.Tensor, labels: torch.Tensor, n_classes: int) -> t
 def rms_normalise(h: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Divide each row of ``h`` (..., d) by its root mean square, keeping entries of order 1.
 
-    The length carries the previous layer's goodness; removing it makes the
-    next layer use only the direction of the activity vector.
+    The length carries the previous layer's goodness, so removing it makes
+    the next layer use only the direction of the activity vector.
     """
     return h / torch.sqrt(h.pow(2).mean(dim=-1, keepdim=True) + eps)
 
@@ -74,7 +74,7 @@ def ff_goodness(h: torch.Tensor) -> torch.Tensor:
 
 
 def _ff_layers(inputs: torch.Tensor, weights: list, biases: list) -> list:
-    """Return each layer's ReLU activity for label-embedded ``inputs``; inputs to layers are detached."""
+    """Return each layer's ReLU activity for label-embedded ``inputs``, with every layer input detached."""
     activities = []
     h = inputs
     for weight, bias in zip(weights, biases):
@@ -94,8 +94,8 @@ def train_forward_forward(inputs: torch.Tensor, labels: torch.Tensor, hidden_siz
                           generator: torch.Generator | None = None) -> tuple:
     """Train ``R`` Forward-Forward networks on inputs (R, N, d) and labels (R, N).
 
-    Each step draws one negative (a random wrong label) per positive; every
-    layer minimises the logistic loss of ``goodness - width`` with Adam.
+    Each step draws one negative (a random wrong label) per positive, and
+    every layer minimises the logistic loss of ``goodness - width`` with Adam.
 
     Returns
     -------
@@ -126,7 +126,7 @@ def forward_forward_scores(inputs: torch.Tensor, weights: list, biases: list, n_
                            first_layer: int = 0) -> torch.Tensor:
     """Return the goodness, summed over layers ``first_layer`` and later, of every candidate label.
 
-    Shape (R, N, n_classes); the prediction is the arg max over the last axis.
+    Shape (R, N, n_classes).  The prediction is the arg max over the last axis.
     """
     scores = []
     for label in range(n_classes):
@@ -143,7 +143,7 @@ def train_backprop_mlp(inputs: torch.Tensor, labels: torch.Tensor, hidden_sizes:
                        epochs: int = 40, batch_size: int = 128, learning_rate: float = 1e-3,
                        weight_decay: float = 0.01, input_dropout: float = 0.2,
                        generator: torch.Generator | None = None) -> tuple:
-    """Train ``R`` ReLU MLPs end to end by cross-entropy with AdamW; dropout on the input only.
+    """Train ``R`` ReLU MLPs end to end by cross-entropy with AdamW, with dropout on the input only.
 
     Returns detached weights (R, d_l, d_{l+1}) and biases (R, 1, d_{l+1});
     the last layer has ``n_classes`` outputs.

@@ -51,7 +51,7 @@ def second_moment(responses: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor, shape (..., N, N)
-        No mean is subtracted; the divisor ``m - 1`` follows the authors' code [1]_.
+        No mean is subtracted.  The divisor ``m - 1`` follows the authors' code [1]_.
     """
     _check_responses(responses)
     m = responses.shape[-2]
@@ -62,8 +62,8 @@ def second_moment(responses: torch.Tensor) -> torch.Tensor:
 def covariance(responses: torch.Tensor) -> torch.Tensor:
     """Return the sample covariance of ``m`` response vectors, shape (..., N, N).
 
-    This is :func:`second_moment` of the centred responses; the chapter uses it
-    only to contrast the centred ED with the uncentred one.
+    This is :func:`second_moment` of the centred responses.  It serves only to
+    contrast the centred ED with the uncentred one.
     """
     _check_responses(responses)
     return second_moment(responses - responses.mean(dim=-2, keepdim=True))
@@ -77,12 +77,12 @@ def effective_dimensionality(matrix: torch.Tensor, *, method: str = "trace", eps
     matrix : Tensor, shape (..., N, N)
         Symmetric positive semi-definite matrices.
     method : {'trace', 'eigen'}
-        ``'trace'`` uses the trace and Frobenius norm (fast, differentiable
-        everywhere); ``'eigen'`` uses ``eigvalsh`` and
+        ``'trace'`` uses the trace and Frobenius norm, which is fast and
+        differentiable everywhere.  ``'eigen'`` uses ``eigvalsh`` and
         :func:`ed_from_eigenvalues`.  They agree on symmetric input.
     eps : float
         Added to the denominator of the trace form, as the authors' code adds
-        ``1e-6``; it keeps a zero matrix finite.  Ignored by ``'eigen'``.
+        ``1e-6``, so that a zero matrix gives 0.  Ignored by ``'eigen'``.
 
     Returns
     -------

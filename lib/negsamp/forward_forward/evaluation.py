@@ -15,7 +15,7 @@ def stratified_split_indices(labels: np.ndarray, test_fraction: float, seeds: li
     ----------
     labels : ndarray, shape (N,)
     test_fraction : float
-        In (0, 1); every split has the same sizes.
+        In (0, 1).  Every split has the same sizes.
     seeds : list of int
         ``random_state`` of scikit-learn's ``train_test_split`` per replicate.
 
@@ -47,8 +47,8 @@ def _as_array(values) -> np.ndarray:
 def paired_difference(first, second) -> tuple:
     """Return the mean and standard error of ``first - second`` over replicates (paired by seed).
 
-    Takes sequences or tensors of shape (R,), R >= 2; the standard error is
-    ``std(differences, ddof=1) / sqrt(R)``.
+    Takes sequences or tensors of shape (R,) with R >= 2.  The standard error
+    is ``std(differences, ddof=1) / sqrt(R)``.
     """
     differences = _as_array(first) - _as_array(second)
     if differences.ndim != 1 or differences.size < 2:
@@ -74,7 +74,7 @@ def paired_accuracy_difference(correct_first: torch.Tensor, correct_second: torc
         the difference and the mean test-sampling variance of one replicate's
         difference, ``(d_10 + d_01 - (d_10 - d_01)**2) / N`` with ``d_10`` and
         ``d_01`` the discordant fractions (McNemar's setting).  With few
-        replicates the spread alone can come out near zero by chance; the
+        replicates the spread alone can come out near zero by chance, and the
         test-set term keeps the standard error from falling below the
         sampling error that every replicate has.
     """

@@ -70,8 +70,8 @@ def train_readout(features: torch.Tensor, labels: torch.Tensor, n_classes: int, 
 
     Notes
     -----
-    AdamW with a cosine learning-rate schedule over all steps; the features
-    are computed once, so every epoch sees the same noisy copies.
+    AdamW with a cosine learning-rate schedule over all steps.  The caller
+    computes the features once, so every epoch uses the same noisy copies.
     """
     if mode not in READOUT_MODES:
         raise ValueError(f"unknown read-out mode {mode!r}; use one of {READOUT_MODES}")
@@ -145,12 +145,22 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, n_classes: in
 
     def closure():
         optimiser.zero_grad()
-        logits = features @ weight + bias
-        loss = F.cross_entropy(logits.reshape(-1, n_classes), labels.reshape(-1), reduction="sum")
         # Dividing by N rescales the objective without moving its minimiser.
-        loss = (loss + weight.pow(2).sum() / (2 * inverse_l2)) / n_inputs
+        loss = linear_probe_objective(features, labels, weight, bias, inverse_l2).sum() / n_inputs
         loss.backward()
         return loss
 
     optimiser.step(closure)
     return weight.detach(), bias.detach()
+
+
+def linear_probe_objective(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                           inverse_l2: float = 1.0) -> torch.Tensor:
+    """Return each replicate's penalised loss ``sum_i CE_i + ||W||**2 / (2 C)``, shape (R,).
+
+    ``features`` (R, N, d), ``labels`` (R, N), ``weight`` (R, d, C) and
+    ``bias`` (R, 1, C) as in :func:`fit_linear_probe`, which minimises it.
+    """
+    logits = features @ weight + bias
+    cross_entropy = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").sum(dim=1)
+    return cross_entropy + weight.pow(2).sum(dim=(1, 2)) / (2 * inverse_l2)

@@ -15,7 +15,7 @@ inputs.  No negative samples are drawn.
 Every tensor carries a leading *replicate* axis ``R``: the weights of ``R``
 independent networks are stacked, so several seeds train in one vectorised
 run.  Each replicate has its own data order, noise, initial weights and
-projections; because AdamW acts element by element and the loss is a sum
+projections.  Because AdamW acts element by element and the loss is a sum
 over replicates, the replicates do not interact.
 
 References
@@ -97,7 +97,7 @@ class LayerStack:
     ``weights[l]`` has shape (R, d_l, d_{l+1}) and ``projections[l]`` shape
     (R, d_{l+1}, k_l).  ``means`` and ``variances`` hold each layer's
     calibrated input statistics, shape (R, 1, d_l), or ``None`` before
-    :func:`calibrate_statistics`; BatchNorm has no affine parameters.
+    :func:`calibrate_statistics`.  BatchNorm has no affine parameters.
     """
 
     weights: list
@@ -126,7 +126,8 @@ def concatenate_replicates(*stacks: LayerStack) -> LayerStack:
     because replicates never interact (see the module notes).
     """
     if any(stack.means is not None for stack in stacks):
-        raise ValueError("concatenate stacks before calibrating them; calibrated statistics are not merged")
+        raise ValueError("cannot concatenate calibrated stacks because their statistics are not merged. "
+                         "Concatenate first, then call calibrate_statistics")
     weights = [torch.cat(parts) for parts in zip(*(stack.weights for stack in stacks))]
     projections = [torch.cat(parts) for parts in zip(*(stack.projections for stack in stacks))]
     return LayerStack(weights, projections)
@@ -138,7 +139,7 @@ def init_layer_stack(sizes: list[int], code_dims: list[int], replicates: int,
     """Draw ``replicates`` networks with layer sizes ``sizes`` and projection widths ``code_dims``.
 
     Weights are uniform on ``[-1/sqrt(d_in), 1/sqrt(d_in)]`` as in
-    ``torch.nn.Linear``; projections come from :func:`random_semi_orthogonal`.
+    ``torch.nn.Linear``.  Projections come from :func:`random_semi_orthogonal`.
     """
     if len(sizes) < 2 or len(code_dims) != len(sizes) - 1:
         raise ValueError(f"need len(code_dims) == len(sizes) - 1 >= 1, got sizes={sizes}, code_dims={code_dims}")
@@ -156,8 +157,8 @@ def layer_responses(inputs: torch.Tensor, stack: LayerStack, weights: list | Non
 
     The input of each layer is detached, so gradients stay inside the layer.
     Without calibrated statistics BatchNorm uses the statistics of ``inputs``
-    itself (training mode); after :func:`calibrate_statistics` it uses the
-    calibrated ones (evaluation mode).  ``weights`` overrides ``stack.weights``
+    itself, as in training mode.  After :func:`calibrate_statistics` it uses
+    the calibrated ones, as in evaluation mode.  ``weights`` overrides ``stack.weights``
     (the training loop passes its leaf tensors).
     """
     weights = stack.weights if weights is None else weights
@@ -190,7 +191,7 @@ def calibrate_statistics(inputs: torch.Tensor, stack: LayerStack, n_copies: int,
     ----------
     inputs : Tensor, shape (R, N, d)
     chunk : int
-        Inputs per pass; bounds memory, does not change the result.
+        Inputs per pass.  It bounds memory and does not change the result.
     """
     calibrated = replace(stack, means=[], variances=[])
     for layer in range(len(stack.weights)):
@@ -217,7 +218,7 @@ def calibrate_statistics(inputs: torch.Tensor, stack: LayerStack, n_copies: int,
 def within_input_ed(codes: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Return the ED of the second moment of each input's copies.
 
-    ``codes`` has shape (..., B, n, k); the result has shape (..., B) and is
+    ``codes`` has shape (..., B, n, k).  The result has shape (..., B) and is
     at most ``min(n, k)``.  It equals 1 exactly when all copies are parallel.
     """
     return effective_dimensionality(second_moment(codes), eps=eps)
@@ -226,7 +227,7 @@ def within_input_ed(codes: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
 def across_input_ed(codes: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Return the ED, across the ``B`` inputs, of the second moment of the copy means.
 
-    ``codes`` has shape (..., B, n, k); the result has shape (...).
+    ``codes`` has shape (..., B, n, k), and the result has shape (...).
     """
     return effective_dimensionality(second_moment(codes.mean(dim=-2)), eps=eps)
 
@@ -260,11 +261,11 @@ def compression_terms(hidden: list, projections: list, n_copies: int, eps: float
 
 @dataclass(frozen=True)
 class StochasticFFConfig:
-    """Hyper-parameters of :func:`train_stochastic_ff`; defaults follow the authors' code.
+    """Hyper-parameters of :func:`train_stochastic_ff`, with defaults from the authors' code.
 
-    The authors train convolutional blocks greedily, one block per epoch;
-    here all layers train at once, each on its own detached input, which is
-    still layer-local.
+    The authors train convolutional blocks greedily, one block per epoch.
+    Here all layers train at once, each on its own detached input, so the
+    training is still layer-local.
     """
 
     n_copies: int = 20              # noisy copies per input
@@ -303,8 +304,8 @@ def train_stochastic_ff(inputs: torch.Tensor, stack: LayerStack, config: Stochas
     inputs : Tensor, shape (R, N, d)
         Each replicate's training inputs.
     stack : LayerStack
-        Initial networks (left unchanged); statistics are ignored during
-        training, which uses batch statistics.
+        Initial networks, left unchanged.  Their statistics are ignored,
+        because training uses batch statistics.
     consistency_weight : Tensor, shape (R,)
         Weight of the within-input term per replicate.
     progress : callable, optional
@@ -359,10 +360,10 @@ def measure_layer_ed(inputs: torch.Tensor, stack: LayerStack, n_copies: int, dro
     """Return the within-input and across-input ED of every layer on ``inputs`` (R, N, d).
 
     Uses the calibrated statistics and all ``N`` inputs as one batch for the
-    across-input term; both results have shape (R, L), computed without eps.
+    across-input term.  Both results have shape (R, L) and use no eps.
     """
     if stack.means is None:
-        raise ValueError("the stack has no calibrated statistics; call calibrate_statistics first")
+        raise ValueError("the stack has no calibrated statistics, so call calibrate_statistics first")
     copies = noisy_copies(inputs, n_copies, drop_probability, generator)
     hidden = layer_responses(copies.reshape(inputs.shape[0], -1, inputs.shape[2]), stack)
     return compression_terms(hidden, stack.projections, n_copies, eps=0.0)
@@ -379,7 +380,7 @@ def last_layer_features(inputs: torch.Tensor, stack: LayerStack, n_copies: int, 
     ``n_copies=1`` with ``drop_probability=0`` gives the noise-free features.
     """
     if stack.means is None:
-        raise ValueError("the stack has no calibrated statistics; call calibrate_statistics first")
+        raise ValueError("the stack has no calibrated statistics, so call calibrate_statistics first")
     replicates, n_inputs, dim = inputs.shape
     pieces = []
     for start in range(0, n_inputs, chunk):
