@@ -123,7 +123,7 @@ def concatenate_replicates(*stacks: LayerStack) -> LayerStack:
     """Stack the replicates of several uncalibrated stacks into one, in order.
 
     Training the concatenation trains every part exactly as separately,
-    because replicates never interact (see the module notes).
+    because replicates never interact (see the module docstring).
     """
     if any(stack.means is not None for stack in stacks):
         raise ValueError("cannot concatenate calibrated stacks because their statistics are not merged. "
