@@ -98,6 +98,8 @@ class LayerStack:
     (R, d_{l+1}, k_l).  ``means`` and ``variances`` hold each layer's
     calibrated input statistics, shape (R, 1, d_l), or ``None`` before
     :func:`calibrate_statistics`.  BatchNorm has no affine parameters.
+    ``history`` is filled by :func:`train_stochastic_ff` with per-epoch
+    training averages of the two ED terms.
     """
 
     weights: list
@@ -108,6 +110,7 @@ class LayerStack:
 
     @property
     def replicates(self) -> int:
+        """Number of stacked networks ``R``."""
         return self.weights[0].shape[0]
 
 
