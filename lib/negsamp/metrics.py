@@ -121,3 +121,17 @@ def trustworthiness(high_dimensional, embedding, n_neighbors: int = 10) -> float
         return values.detach().cpu().numpy() if hasattr(values, "detach") else values
 
     return float(sklearn_trustworthiness(to_numpy(high_dimensional), to_numpy(embedding), n_neighbors=n_neighbors))
+
+
+def gallery_hit_at_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-query hit@k when every query has its own gallery whose match is column 0.
+
+    ``scores`` has shape ``(..., gallery)``; the result has shape ``(...)``
+    and holds 1.0 where the match ranks in the top ``k`` and 0.0 elsewhere.
+    Ties count against the query, as in :func:`recall_at_k_retrieval`, so
+    averaging the result over queries gives the gallery's R@k.
+    """
+    if scores.ndim < 1 or not 1 <= k <= scores.shape[-1]:
+        raise ValueError(f"k must lie in [1, {scores.shape[-1] if scores.ndim else 0}], got {k}")
+    rank = (scores >= scores[..., :1]).sum(dim=-1)  # 1 = the match is strictly best
+    return (rank <= k).double()
