@@ -6,8 +6,14 @@ negatives, the sampler draws ``j`` with probability
 a small ``t`` picks the most similar candidate, which is hard-negative
 mining.  A curriculum lowers ``t`` during training, so the sampled
 negatives move from easy to hard; this is our miniature of the
-boundary-aware negative sampler of Ye et al. (NeurIPS 2025), whose exact
-form was not available to us.
+boundary-aware negative sampler of [1]_, whose exact form was not
+available to us.
+
+References
+----------
+.. [1] H. Ye, H. Ding, S. Chen, Y. Jiang, C. Zhang and X. Zhang, "Aligning by
+   misaligning: Boundary-aware curriculum learning for multimodal
+   alignment", NeurIPS 2025 (abstract only).
 """
 
 from __future__ import annotations
