@@ -71,7 +71,8 @@ def test_infonce_matches_per_row_cross_entropy():
                 others.append(extra[model, i])
             image_rows.append(infonce_loss(torch.stack([similarity[model, i, i], *others]).view(1, -1) / tau))
             column = [similarity[model, j, i] for j in range(5) if j != i]
-            caption_rows.append(infonce_loss(torch.stack([similarity[model, i, i], *column]).view(1, -1) / tau))
+            caption_row = torch.stack([similarity[model, i, i], *column]).view(1, -1)
+            caption_rows.append(infonce_loss(caption_row / tau))
         expected = (torch.cat(image_rows).mean() + torch.cat(caption_rows).mean()) / 2
         assert float(got[model]) == pytest.approx(float(expected), abs=1e-12)
 
@@ -115,7 +116,8 @@ def test_local_loss_matches_brute_force():
         for i in range(4):
             slots = [k for k in range(3) if differs[model, i, k]]
             if slots:
-                terms = [math.log1p(math.exp((negative[model, i, k] - positive[model, i, k]) / 0.3)) for k in slots]
+                gaps = [float(negative[model, i, k] - positive[model, i, k]) for k in slots]
+                terms = [math.log1p(math.exp(gap / 0.3)) for gap in gaps]
                 per_anchor.append(sum(terms) / len(terms))
         expected = sum(per_anchor) / len(per_anchor) if per_anchor else 0.0
         assert float(got[model]) == pytest.approx(expected, abs=1e-12)
@@ -145,7 +147,7 @@ def test_boundary_loss_adds_weighted_local_term():
     assert torch.all(weighted.local_term > 0)
 
 
-def test_boundary_loss_ignores_local_term_where_no_extra_negative():
+def test_local_term_zero_without_extra():
     generator = _generator(5)
     slots, tokens, extra = (torch.randn(2, 4, 3, 5, generator=generator) for _ in range(3))
     differs = torch.ones(2, 4, 3, dtype=torch.bool)
@@ -191,14 +193,16 @@ def test_tempered_probabilities_limits_and_mask():
 
 def test_tempered_probabilities_reject_rows_without_candidates():
     with pytest.raises(ValueError, match="at least one True"):
-        tempered_negative_probabilities(torch.zeros(2, 3), 1.0, torch.tensor([[True, False, False], [False] * 3]))
+        allowed = torch.tensor([[True, False, False], [False] * 3])
+        tempered_negative_probabilities(torch.zeros(2, 3), 1.0, allowed)
 
 
 def test_sampler_frequencies_match_probabilities():
     similarity = torch.tensor([0.2, -0.3, 0.7, 0.1], dtype=torch.float64)
     allowed = torch.tensor([True, True, True, False])
     draws = 100_000
-    drawn = sample_tempered_negatives(similarity.expand(draws, -1), 0.4, allowed.expand(draws, -1), _generator(6))
+    drawn = sample_tempered_negatives(similarity.expand(draws, -1), 0.4, allowed.expand(draws, -1),
+                                      _generator(6))
     frequencies = torch.bincount(drawn, minlength=4).double() / draws
     probabilities = tempered_negative_probabilities(similarity, 0.4, allowed)
     assert int((drawn == 3).sum()) == 0
@@ -214,7 +218,8 @@ def test_boundary_gallery_matches_enumeration():
     gallery = boundary_gallery(attributes, 5)
     assert gallery.shape == (2, 1 + 3 * 4, 3)
     for row, caption in enumerate(attributes.tolist()):
-        expected = {tuple(caption[:k] + [v] + caption[k + 1:]) for k in range(3) for v in range(5) if v != caption[k]}
+        expected = {tuple(caption[:k] + [v] + caption[k + 1:])
+                    for k in range(3) for v in range(5) if v != caption[k]}
         got = [tuple(c) for c in gallery[row].tolist()]
         assert got[0] == tuple(caption)
         assert set(got[1:]) == expected
@@ -233,7 +238,8 @@ def test_attribute_edits_change_exactly_one_slot():
     attributes = draw_attributes((500,), 4, 10, 0.5, _generator(8))
     edited = attribute_edit_negatives(attributes, 10, _generator(9))
     assert torch.all((edited != attributes).sum(dim=-1) == 1)
-    assert int(edited.max()) < 10 and int(edited.min()) >= 0
+    assert int(edited.max()) < 10
+    assert int(edited.min()) >= 0
 
 
 def test_shortcut_fraction_matches_its_probability():
@@ -346,8 +352,10 @@ def test_training_logs_and_lowers_the_loss():
     model, log = train_dual_encoders(scenes, [0, 1, 1], [60, 30, 60], methods, 4, config, generator)
     assert model.n_models == 3
     assert log.loss.shape == (60, 3)
-    assert torch.isnan(log.negative_overlap[:, 0]).all() and not torch.isnan(log.negative_overlap[:, 1:]).any()
-    assert log.sampler_temperature[0, 1] == pytest.approx(1.0) and log.sampler_temperature[-1, 1] == pytest.approx(0.05)
+    assert torch.isnan(log.negative_overlap[:, 0]).all()
+    assert not torch.isnan(log.negative_overlap[:, 1:]).any()
+    assert log.sampler_temperature[0, 1] == pytest.approx(1.0)
+    assert log.sampler_temperature[-1, 1] == pytest.approx(0.05)
     assert torch.isnan(log.sampler_temperature[:, 2]).all()
     assert torch.all(log.negative_overlap[:, 2] == 2)  # an edit shares all but one of the 3 slots
     assert torch.all(log.loss[-10:].mean(dim=0) < log.loss[:10].mean(dim=0))
@@ -356,9 +364,11 @@ def test_training_logs_and_lowers_the_loss():
 def test_training_rejects_mismatched_plans():
     scenes = _tiny_scenes(_generator(23))
     with pytest.raises(ValueError, match="one entry per model"):
-        train_dual_encoders(scenes, [0], [10, 10], [Method("a", "in-batch")], 4, TrainingConfig(steps=1), _generator())
+        train_dual_encoders(scenes, [0], [10, 10], [Method("a", "in-batch")], 4, TrainingConfig(steps=1),
+                            _generator())
     with pytest.raises(ValueError, match="n_train"):
-        train_dual_encoders(scenes, [0], [1000], [Method("a", "in-batch")], 4, TrainingConfig(steps=1), _generator())
+        train_dual_encoders(scenes, [0], [1000], [Method("a", "in-batch")], 4, TrainingConfig(steps=1),
+                            _generator())
 
 
 def test_gallery_scores_put_the_true_caption_first():
@@ -376,7 +386,7 @@ def test_gallery_scores_put_the_true_caption_first():
 # === Metrics === #
 
 
-def test_gallery_hit_at_k_counts_ties_against_the_match():
+def test_gallery_hit_ties_count_against_match():
     scores = torch.tensor([[0.9, 0.1, 0.5], [0.5, 0.5, 0.1], [0.2, 0.3, 0.4]])
     assert gallery_hit_at_k(scores, 1).tolist() == [1.0, 0.0, 0.0]
     assert gallery_hit_at_k(scores, 2).tolist() == [1.0, 1.0, 0.0]

@@ -126,8 +126,8 @@ def trustworthiness(high_dimensional, embedding, n_neighbors: int = 10) -> float
 def gallery_hit_at_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Per-query hit@k when every query has its own gallery whose match is column 0.
 
-    ``scores`` has shape ``(..., gallery)``; the result has shape ``(...)``
-    and holds 1.0 where the match ranks in the top ``k`` and 0.0 elsewhere.
+    ``scores`` has shape ``(..., gallery)``.  The result has shape ``(...)``
+    and is 1.0 where the match ranks in the top ``k`` and 0.0 elsewhere.
     Ties count against the query, as in :func:`recall_at_k_retrieval`, so
     averaging the result over queries gives the gallery's R@k.
     """

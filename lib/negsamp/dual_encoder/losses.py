@@ -116,7 +116,7 @@ def local_contrastive_loss(positive_similarity: torch.Tensor, negative_similarit
 
 
 class BoundaryLoss(NamedTuple):
-    """The training objective and its two terms, each of shape ``(...)``."""
+    """Training objective with its two terms, each of shape ``(...)``."""
 
     total: torch.Tensor
     global_term: torch.Tensor

@@ -5,7 +5,7 @@ negatives, the sampler draws ``j`` with probability
 ``softmax(s / t)_j``.  A large ``t`` makes it nearly uniform over the pool,
 a small ``t`` picks the most similar candidate, which is hard-negative
 mining.  A curriculum lowers ``t`` during training, so the sampled
-negatives move from easy to hard; this is our miniature of the
+negatives move from easy to hard.  This is our miniature of the
 boundary-aware negative sampler of [1]_, whose exact form was not
 available to us.
 

@@ -121,7 +121,7 @@ def draw_attributes(shape: tuple[int, ...], n_slots: int, n_values: int, shortcu
     Every slot is uniform on ``[0, n_values)``.  With probability
     ``shortcut`` a scene's last slot, the *detail*, is then overwritten by
     ``(first + 1) mod n_values``.  With ``shortcut = 0`` the slots are
-    independent; with ``shortcut`` near 1, two random scenes that differ in
+    independent.  With ``shortcut`` near 1, two random scenes that differ in
     the detail almost always differ in the first slot too, so in-batch
     negatives rarely isolate the detail.
 
@@ -231,7 +231,7 @@ def compose_scene_sets(train_bank: ImageBank, test_bank: ImageBank, n_sets: int,
     """Compose ``n_sets`` independent training and test sets of scenes.
 
     Training scenes draw their slot images from ``train_bank`` and their
-    captions from :func:`draw_attributes` with the given ``shortcut``; test
+    captions from :func:`draw_attributes` with the given ``shortcut``.  Test
     scenes draw images from ``test_bank`` (images no model was trained on)
     and captions with independent slots, so a shortcut learned in training
     does not hold at test time.

@@ -1,9 +1,9 @@
 """Train an ensemble of dual encoders with different negatives in one vectorised loop, and evaluate it.
 
 Every model draws its batches from its own data set (one of several
-stacked training sets) and its own training-set size, and every model
-uses its own :class:`Method`: in-batch negatives only, or one extra
-caption negative per image, either mined from real training captions by
+stacked training sets), at its own training-set size.  Every model also
+uses its own :class:`Method`.  It gets in-batch negatives only, or one
+extra caption negative per image, mined from real training captions by
 the similarity-tempered sampler or made by a synthetic attribute edit,
 with or without the local loss.  Models that share a data set and a size
 see the same batches, so comparisons between them are paired.
@@ -26,7 +26,7 @@ NEGATIVE_KINDS = ("in-batch", "mined", "edit")
 
 @dataclass(frozen=True)
 class Method:
-    """How one model gets its negatives.
+    """Negative-sampling method of one model.
 
     Attributes
     ----------
@@ -106,7 +106,7 @@ def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _caption_codes(captions: torch.Tensor, n_values: int) -> torch.Tensor:
-    """One integer per caption (its digits in base ``n_values``), so equal captions have equal codes."""
+    """Encode each caption as one integer (its digits in base ``n_values``), equal for equal captions."""
     powers = n_values ** torch.arange(captions.shape[-1], device=captions.device)
     return (captions * powers).sum(dim=-1)
 
@@ -209,8 +209,8 @@ def train_dual_encoders(scenes: SceneSets, dataset: list[int], n_train: list[int
                                     for method in methods])
         with torch.no_grad():
             image = pooled_embedding(slot_images)
-            # In-batch models get edits too, so that every row holds a valid caption; the mask
-            # keeps them out of the loss.
+            # In-batch models get edits too, so that every row contains a valid caption. The mask
+            # keeps those edits out of the loss.
             extra = attribute_edit_negatives(captions, n_values, generator)
             if mined_models.numel():
                 on_device = mined_models.to(device)
