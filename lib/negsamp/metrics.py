@@ -140,3 +140,15 @@ def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
     q2 = 2 * auc**2 / (1 + auc)
     variance = (auc * (1 - auc) + (n_positive - 1) * (q1 - auc**2) + (n_negative - 1) * (q2 - auc**2))
     return math.sqrt(max(variance, 0.0) / (n_positive * n_negative))
+def gallery_hit_at_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-query hit@k when every query has its own gallery whose match is column 0.
+
+    ``scores`` has shape ``(..., gallery)``.  The result has shape ``(...)``
+    and is 1.0 where the match ranks in the top ``k`` and 0.0 elsewhere.
+    Ties count against the query, as in :func:`recall_at_k_retrieval`, so
+    averaging the result over queries gives the gallery's R@k.
+    """
+    if scores.ndim < 1 or not 1 <= k <= scores.shape[-1]:
+        raise ValueError(f"k must lie in [1, {scores.shape[-1] if scores.ndim else 0}], got {k}")
+    rank = (scores >= scores[..., :1]).sum(dim=-1)  # 1 = the match is strictly best
+    return (rank <= k).double()
