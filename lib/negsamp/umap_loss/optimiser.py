@@ -8,6 +8,11 @@ Both read the same expected update per epoch
 (:func:`~negsamp.umap_loss.losses.expected_update`); they differ at order
 ``learning_rate**2`` within an epoch.
 
+NOTE: the final layouts are not identical in quality.  On scikit-learn's
+digits (exact 15-NN graph, spectral start, 8 seeds each, CPU), 10-NN label
+accuracy was the same as umap-learn's (0.9874), but trustworthiness was
+lower by about 0.0009 (0.9874 against 0.9883, about three standard errors).
+
 References
 ----------
 .. [1] umap-learn 0.5.12, ``umap/layouts.py`` (``optimize_layout_euclidean``)
