@@ -15,6 +15,7 @@ from negsamp.repro import thread_count
 from negsamp.umap_loss import (
     EdgeSchedule,
     FuzzyGraph,
+    count_samples,
     attraction_coefficient,
     best_global_scale,
     curve_parameters,
@@ -392,6 +393,22 @@ def test_mean_epoch_update_estimates_expected_update():
         statistic = float((mean - field).pow(2).sum() / stderr.pow(2).sum())
         assert statistic < 2.0
         assert counts.negatives / counts.positives == pytest.approx(5, abs=0.05)
+
+
+def test_count_samples_matches_sampler_counts():
+    graph, _ = _random_graph(n=10, density=0.5, max_weight=1.0)
+    embedding = _random_embedding(n=10)
+    schedule = EdgeSchedule.from_graph(graph, 5)
+    generator = torch.Generator().manual_seed(4)
+    totals = [0, 0, 0]
+    for epoch in range(60):
+        _, counts = sampled_epoch_update(embedding, graph, schedule, epoch, A, B, generator=generator)
+        totals = [totals[0] + counts.positives, totals[1] + counts.negatives,
+                  totals[2] + counts.self_negatives]
+    counted = count_samples(graph, 60, 5, generator=torch.Generator().manual_seed(4))
+    assert (counted.positives, counted.negatives, counted.self_negatives) == tuple(totals)
+    with pytest.raises(ValueError, match="n_epochs"):
+        count_samples(graph, 0)
 
 
 def test_optimize_layout_reproducible_and_descends():

@@ -32,6 +32,7 @@ from .losses import (
 from .optimiser import (
     EdgeSchedule,
     EpochCounts,
+    count_samples,
     mean_epoch_update,
     optimize_layout,
     sampled_epoch_update,
@@ -56,6 +57,7 @@ __all__ = [
     "FuzzyGraph",
     "attraction_coefficient",
     "best_global_scale",
+    "count_samples",
     "curve_parameters",
     "effective_loss",
     "effective_loss_terms",

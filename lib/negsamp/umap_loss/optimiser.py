@@ -260,3 +260,31 @@ def mean_epoch_update(embedding: torch.Tensor, graph: FuzzyGraph, a: float, b: f
                   totals[2] + counts.self_negatives]
     stderr = batch_means.std(0) / batches**0.5
     return batch_means.mean(0), stderr, EpochCounts(*totals)
+
+
+def count_samples(graph: FuzzyGraph, n_epochs: int, negative_sample_rate: float = 5,
+                  generator: torch.Generator | None = None) -> EpochCounts:
+    """Count the samples a run of ``n_epochs`` epochs draws, without moving any point.
+
+    The schedule is the one :func:`optimize_layout` uses (on the graph as
+    given, so prune it first), and the negatives are drawn uniformly from all
+    ``n`` points, so ``self_negatives`` counts the draws of a head itself.
+
+    Returns
+    -------
+    EpochCounts
+        Totals over the run.
+    """
+    if int(n_epochs) < 1:
+        raise ValueError(f"n_epochs must be a positive integer, got {n_epochs!r}")
+    schedule = EdgeSchedule.from_graph(graph, negative_sample_rate)
+    device = graph.heads.device
+    positives = negatives = self_negatives = 0
+    for epoch in range(n_epochs):
+        fired, negative_counts = schedule.advance(epoch)
+        negative_heads = graph.heads[fired].repeat_interleave(negative_counts)
+        draws = torch.randint(graph.n_points, negative_heads.shape, device=device, generator=generator)
+        positives += int(fired.numel())
+        negatives += int(draws.numel())
+        self_negatives += int((draws == negative_heads).sum())
+    return EpochCounts(positives, negatives, self_negatives)
