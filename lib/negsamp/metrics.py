@@ -152,3 +152,50 @@ def gallery_hit_at_k(scores: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(f"k must lie in [1, {scores.shape[-1] if scores.ndim else 0}], got {k}")
     rank = (scores >= scores[..., :1]).sum(dim=-1)  # 1 = the match is strictly best
     return (rank <= k).double()
+def knn_correct(embedding: torch.Tensor, labels: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Per-point outcome of :func:`knn_accuracy`: whether the ``k``-nearest-neighbour vote gets each label right.
+
+    Returns a boolean tensor of shape ``(n,)`` whose mean is
+    ``knn_accuracy(embedding, labels, k)``; paired differences of two
+    embeddings' outcomes give the standard error of their accuracy gap.
+    """
+    n = embedding.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must lie in [1, {n - 1}], got {k}")
+    labels = labels.long()
+    points = embedding.double()
+    distances = torch.cdist(points, points)
+    distances.fill_diagonal_(math.inf)
+    neighbours = torch.topk(distances, k, dim=1, largest=False).indices
+    votes = torch.nn.functional.one_hot(labels[neighbours], int(labels.max()) + 1).sum(dim=1)
+    return votes.argmax(dim=1) == labels
+
+
+def trustworthiness_per_point(high_dimensional: torch.Tensor, embedding: torch.Tensor,
+                              n_neighbors: int = 10) -> torch.Tensor:
+    """Per-point trustworthiness (Venna and Kaski, 2001), shape ``(n,)``; its mean is :func:`trustworthiness`.
+
+    Point ``i`` scores ``1 - 2 / (k (2n - 3k - 1)) * sum_j (r(i, j) - k)`` over
+    its ``k`` embedding neighbours ``j`` that are not among its ``k`` input
+    neighbours, where ``r(i, j)`` is the rank of ``j`` by input distance from
+    ``i`` (1 for the nearest other point).  Ties are broken by index, as in
+    scikit-learn.
+    """
+    n = high_dimensional.shape[0]
+    k = n_neighbors
+    if embedding.shape[0] != n:
+        raise ValueError(f"inputs have {n} rows but the embedding has {embedding.shape[0]}")
+    if not 1 <= k < n / 2:
+        raise ValueError(f"n_neighbors must lie in [1, n / 2), got {k} for n = {n}")
+    high = high_dimensional.double()
+    low = embedding.double().to(high.device)
+    input_distances = torch.cdist(high, high)
+    input_distances.fill_diagonal_(math.inf)
+    order = torch.argsort(input_distances, dim=1, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(1, n + 1, device=high.device).expand(n, n).contiguous())
+    embedding_distances = torch.cdist(low, low)
+    embedding_distances.fill_diagonal_(math.inf)
+    embedding_neighbours = torch.topk(embedding_distances, k, dim=1, largest=False).indices
+    excess = (ranks.gather(1, embedding_neighbours) - k).clamp_min(0).double()
+    return 1.0 - 2.0 / (k * (2.0 * n - 3.0 * k - 1.0)) * excess.sum(dim=1)
