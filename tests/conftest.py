@@ -33,6 +33,18 @@ def read_ledger(build_dir: Path) -> dict:
     return json.loads((build_dir / "claims.json").read_text(encoding="utf-8"))
 
 
+@pytest.fixture(autouse=True)
+def _default_dtype(request):
+    """Give each test its module's ``DEFAULT_DTYPE`` (float32 when unset) and restore the old one.
+
+    A module-level ``torch.set_default_dtype`` would leak into every module collected after it.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(request.module, "DEFAULT_DTYPE", torch.float32))
+    yield
+    torch.set_default_dtype(previous)
+
+
 @pytest.fixture
 def build_dir(tmp_path: Path) -> Path:
     """A fresh build folder, so tests never touch the book's own ledger."""

@@ -11,7 +11,7 @@ import torch
 
 from negsamp import critic
 
-torch.set_default_dtype(torch.float64)
+DEFAULT_DTYPE = torch.float64  # conftest.py sets this per test and restores it afterwards
 
 
 def _sympy_pointwise():

@@ -16,7 +16,7 @@ from mutation import run_with_patched_library
 from negsamp import graph_sampling as gs
 from negsamp import metrics
 
-torch.set_default_dtype(torch.float64)
+DEFAULT_DTYPE = torch.float64  # conftest.py sets this per test and restores it afterwards
 
 
 def _karate():

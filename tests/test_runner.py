@@ -89,7 +89,7 @@ def test_parallel_run_isolates_failures(build_dir):
 @pytest.mark.parametrize(
     "arguments, fragment",
     [
-        (["run", "no_such_chapter"], "valid chapters: optimal_critic"),
+        (["run", "no_such_chapter"], "unknown chapter 'no_such_chapter'; valid chapters: "),
         (["run", PASSING, "--profile", "fast"], "invalid choice: 'fast'"),
         (["run", PASSING, "--device", "gpu"], "invalid choice: 'gpu'"),
         (["run", PASSING, "--jobs", "0"], "positive integer"),
@@ -102,6 +102,8 @@ def test_bad_arguments_rejected_before_execution(build_dir, arguments, fragment)
     result = run_negsamp(*arguments, "--build-dir", str(build_dir))
     assert result.returncode == 2
     assert fragment in result.stderr
+    if "valid chapters" in fragment:
+        assert "optimal_critic" in result.stderr.split("valid chapters:")[1]
     assert not (build_dir / "claims.json").exists(), "nothing may execute after a rejected request"
 
 

@@ -37,7 +37,7 @@ from negsamp.umap_loss import (
     sampled_epoch_update,
 )
 
-torch.set_default_dtype(torch.float64)
+DEFAULT_DTYPE = torch.float64  # conftest.py sets this per test and restores it afterwards
 # Chapters get this thread count from negsamp.setup.  On a busy machine the sampler's many tiny
 # operations run many times slower when torch waits for a second thread.
 torch.set_num_threads(thread_count())
