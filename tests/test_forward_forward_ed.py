@@ -366,6 +366,19 @@ def test_paired_accuracy_difference_uses_larger_variance():
     assert stderr == pytest.approx(math.sqrt(0.046875 / 3))
 
 
+def test_paired_accuracy_difference_with_fractions_uses_variance_over_inputs():
+    # Correctness averaged over noisy evaluations: the test term is the variance over inputs of
+    # first - second, here differences (0.5, 0, 0.25, 0) with mean 0.1875 in each replicate.
+    first = torch.tensor([[1.0, 1.0, 0.5, 1.0]] * 2)
+    second = torch.tensor([[0.5, 1.0, 0.25, 1.0]] * 2)
+    mean, stderr = ff.paired_accuracy_difference(first, second)
+    differences = np.array([0.5, 0.0, 0.25, 0.0])
+    assert mean == pytest.approx(differences.mean())
+    assert stderr == pytest.approx(math.sqrt(differences.var() / 4 / 2))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ff.paired_accuracy_difference(first * 2, second)
+
+
 def test_paired_difference_matches_manual():
     mean, stderr = ff.paired_difference([0.9, 0.8, 0.7], [0.85, 0.8, 0.6])
     differences = np.array([0.05, 0.0, 0.1])

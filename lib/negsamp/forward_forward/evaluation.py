@@ -61,9 +61,11 @@ def paired_accuracy_difference(correct_first: torch.Tensor, correct_second: torc
 
     Parameters
     ----------
-    correct_first, correct_second : Tensor of bool, shape (R, N)
+    correct_first, correct_second : Tensor of bool or float in [0, 1], shape (R, N)
         Whether each of two classifiers got each test input right, for ``R``
-        replicates that each have their own split and initialisation.
+        replicates that each have their own split and initialisation.  A
+        fraction is a classifier's expected correctness on that input, for
+        example averaged over several noisy evaluations of it.
 
     Returns
     -------
@@ -72,8 +74,9 @@ def paired_accuracy_difference(correct_first: torch.Tensor, correct_second: torc
     stderr : float
         ``sqrt(v / R)``, where ``v`` is the larger of the replicate variance of
         the difference and the mean test-sampling variance of one replicate's
-        difference, ``(d_10 + d_01 - (d_10 - d_01)**2) / N`` with ``d_10`` and
-        ``d_01`` the discordant fractions (McNemar's setting).  With few
+        difference, the variance over inputs of ``first - second`` divided by
+        ``N``; for bool input this is ``(d_10 + d_01 - (d_10 - d_01)**2) / N``
+        with ``d_10`` and ``d_01`` the discordant fractions (McNemar's setting).  With few
         replicates the spread alone can come out near zero by chance, and the
         test-set term keeps the standard error from falling below the
         sampling error that every replicate has.
@@ -85,9 +88,10 @@ def paired_accuracy_difference(correct_first: torch.Tensor, correct_second: torc
     if replicates < 2:
         raise ValueError(f"need at least two replicates, got {replicates}")
     first, second = correct_first.double().cpu(), correct_second.double().cpu()
+    if float(first.min()) < 0 or float(first.max()) > 1 or float(second.min()) < 0 or float(second.max()) > 1:
+        raise ValueError("correctness must lie in [0, 1]; pass bool tensors or fractions of right answers")
     differences = (first - second).mean(dim=1)
-    only_first = (first * (1 - second)).mean(dim=1)
-    only_second = (second * (1 - first)).mean(dim=1)
-    test_variance = float(((only_first + only_second - (only_first - only_second) ** 2) / n_test).mean())
+    mean_square = ((first - second) ** 2).mean(dim=1)
+    test_variance = float(((mean_square - differences**2) / n_test).mean())
     variance = max(float(differences.var(unbiased=True)), test_variance)
     return float(differences.mean()), math.sqrt(variance / replicates)
