@@ -10,14 +10,10 @@ number of shared points is hypergeometric, so
 
     Var U_r = sum_{c, d} P(c shared of n, degree a) P(d shared of M, degree b) sigma2[c, d],
 
-with ``sigma2[0, 0] = 0``.  The first-order (Hajek) approximation keeps only
-``a**2 sigma2[1, 0] / n + b**2 sigma2[0, 1] / M``.
-
-References
-----------
-W. Hoeffding, "A class of statistics with asymptotically normal
-distribution", Annals of Mathematical Statistics 19, 1948; A. J. Lee,
-"U-Statistics: Theory and Practice", Marcel Dekker, 1990, chapter 2.
+with ``sigma2[0, 0] = 0``.  This is the Hoeffding decomposition of a
+two-sample U-statistic.  The first-order (Hajek) approximation keeps only
+``a**2 sigma2[1, 0] / n + b**2 sigma2[0, 1] / M``.  The tests check the
+exact formula against enumeration of every pool of a tiny world.
 """
 
 from __future__ import annotations

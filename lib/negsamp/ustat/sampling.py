@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -114,17 +115,22 @@ def sample_counts(masses: torch.Tensor, n: int, replicates: int,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Multinomial counts of ``n`` i.i.d. draws from ``masses``, for ``replicates`` independent pools.
 
+    The counts come from NumPy's multinomial sampler, seeded from
+    ``generator``, whose cost grows with the number of support points but
+    not with ``n``.
+
     Returns
     -------
-    Tensor, shape (replicates, S), float64
+    Tensor, shape (replicates, S), float64, on the CPU
     """
     if n < 0 or replicates < 1:
         raise ValueError(f"need n >= 0 and replicates >= 1, got n={n}, replicates={replicates}")
-    draws = torch.multinomial(masses.double(), n * replicates, replacement=True, generator=generator)
-    rows = torch.arange(replicates).repeat_interleave(n)
-    counts = torch.zeros(replicates, masses.shape[0], dtype=torch.float64)
-    counts.index_put_((rows, draws), torch.ones_like(draws, dtype=torch.float64), accumulate=True)
-    return counts
+    probs = masses.detach().double().cpu().numpy()
+    if probs.ndim != 1 or np.any(probs < 0) or probs.sum() <= 0:
+        raise ValueError("masses must be a 1-D tensor of non-negative weights with a positive sum")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    counts = np.random.default_rng(seed).multinomial(n, probs / probs.sum(), size=replicates)
+    return torch.from_numpy(counts.astype(np.float64))
 
 
 def sample_population_tuples(world: DiscreteWorld, k: int, n_tuples: int,
