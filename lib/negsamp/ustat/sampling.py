@@ -226,8 +226,8 @@ def sample_collision_free_tuples(labels: torch.Tensor, k: int, n_tuples: int,
         top = n_others - k + i
         candidate = torch.floor(torch.rand(n_tuples, generator=generator, dtype=torch.float64)
                                 * (top + 1)).long()
-        taken = (chosen[:, :i] == candidate.unsqueeze(1)).any(dim=1)
-        chosen[:, i] = torch.where(taken, top, candidate)
+        already_chosen = (chosen[:, :i] == candidate.unsqueeze(1)).any(dim=1)
+        chosen[:, i] = torch.where(already_chosen, top, candidate)
     start = offsets[classes].unsqueeze(1)
     skipped = torch.where(chosen < start, chosen, chosen + size.unsqueeze(1))  # skip class c's block
     return anchors, positives, order[skipped]
