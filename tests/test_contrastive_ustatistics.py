@@ -16,7 +16,14 @@ import torch
 from mutation import run_with_patched_library
 from negsamp import ustat
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """Run each test in float64, as the chapter does, and restore the caller's default after."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _generator(seed: int = 0) -> torch.Generator:
