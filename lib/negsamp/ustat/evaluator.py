@@ -72,7 +72,7 @@ class ClassMoments(NamedTuple):
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
+        raise ValueError(f"unknown reduction {reduction!r}. Choose one of {', '.join(REDUCTIONS)}")
 
 
 def _check_points(embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int | None) -> int:

@@ -64,7 +64,7 @@ def _check_symmetric(kernel: torch.Tensor, first_degree: int) -> None:
         axes = list(group)
         for left, right in zip(axes, axes[1:]):
             if not torch.allclose(kernel, kernel.transpose(left, right), rtol=0, atol=1e-12):
-                raise ValueError(f"kernel is not symmetric in axes {left} and {right}; symmetrise it first")
+                raise ValueError(f"kernel is not symmetric in axes {left} and {right}. Symmetrise it first")
 
 
 def hoeffding_components(kernel: torch.Tensor, first_probs: torch.Tensor, second_probs: torch.Tensor,

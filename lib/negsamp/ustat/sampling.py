@@ -208,7 +208,7 @@ def sample_collision_free_tuples(labels: torch.Tensor, k: int, n_tuples: int,
     offsets = torch.cumsum(sizes, 0) - sizes
     eligible = (sizes >= 2) & (n_points - sizes >= k)
     if not torch.any(eligible):
-        raise ValueError(f"no class has two points and {k} points outside it; lower k or add points")
+        raise ValueError(f"no class has two points and {k} points outside it. Lower k or add points")
     weights = torch.where(eligible, sizes, torch.zeros_like(sizes)).double()
     classes = torch.multinomial(weights, n_tuples, replacement=True, generator=generator)
     size = sizes[classes]

@@ -65,7 +65,7 @@ def uniform_deviations(pool: ClassMoments, population: ClassMoments) -> Deviatio
     risks = population.mean if population.mean.ndim == 2 else population.mean.unsqueeze(0)
     if pool_mean.ndim != 3 or pool_mean.shape[1:] != risks.shape:
         raise ValueError(f"pool means of shape {tuple(pool.mean.shape)} do not match population risks of "
-                         f"shape {tuple(population.mean.shape)}; evaluate both with the same losses and classes")
+                         f"shape {tuple(population.mean.shape)}. Evaluate both with the same losses and classes")
     sizes = pool.class_sizes
     if sizes.ndim != 2:
         raise ValueError("pool must come from a batch of count vectors (class_sizes of shape (B, R))")

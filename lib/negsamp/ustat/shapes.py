@@ -52,11 +52,11 @@ def _class_probabilities(class_probs) -> torch.Tensor:
     if rho.ndim < 1 or rho.shape[-1] < 2:
         raise ValueError(f"class_probs must have shape (..., R) with R >= 2 classes, got {tuple(rho.shape)}")
     if not torch.all(rho > 0):
-        raise ValueError("class_probs must be positive; drop classes with probability 0 before calling")
+        raise ValueError("class_probs must be positive. Drop classes with probability 0 before calling")
     total = rho.sum(dim=-1)
     if not torch.allclose(total, torch.ones_like(total), rtol=0, atol=1e-9):
         raise ValueError(f"each row of class_probs must sum to 1, got sums in "
-                         f"[{float(total.min()):.12g}, {float(total.max()):.12g}]; divide by the sum first")
+                         f"[{float(total.min()):.12g}, {float(total.max()):.12g}]. Divide by the sum first")
     return rho
 
 
