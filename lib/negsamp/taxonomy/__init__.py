@@ -24,9 +24,6 @@ References
 .. [2] K. Park, Y. J. Choe, Y. Jiang and V. Veitch, "The geometry of
    categorical and hierarchical concepts in large language models",
    arXiv:2406.01506, 2024.
-.. [3] N. Kriegeskorte, M. Mur and P. Bandettini, "Representational
-   similarity analysis: connecting the branches of systems neuroscience",
-   Frontiers in Systems Neuroscience 2, 2008.
 """
 
 from .analysis import (

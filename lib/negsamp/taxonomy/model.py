@@ -39,8 +39,8 @@ class TinyLMConfig:
     learning_rate : float
         Peak Adam learning rate of every training stage.
     warmup_steps : int
-        Linear warm-up length of every stage, after which the rate follows a
-        cosine down to ``final_lr_fraction`` times the peak.
+        Linear warm-up length of every stage; a cosine decay to
+        ``final_lr_fraction`` times the peak runs over the whole stage.
     final_lr_fraction : float
     """
 
@@ -162,7 +162,12 @@ def next_token_loss(params: Params, tokens: torch.Tensor, heads: int,
 
 
 def learning_rate_factor(step: int, steps: int, warmup: int, final_fraction: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then a cosine from 1 down to ``final_fraction`` at ``steps``."""
+    """Learning-rate multiplier: a linear warm-up ramp times a cosine decay.
+
+    The ramp rises from ``1 / warmup`` to 1 over the first ``warmup`` steps;
+    the cosine runs over all ``steps``, from 1 at step 0 to
+    ``final_fraction`` at ``steps``, so it has already started during the warm-up.
+    """
     ramp = min(1.0, (step + 1) / max(1, warmup))
     cosine = 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(1, steps)))
     return ramp * (final_fraction + (1 - final_fraction) * cosine)
