@@ -12,7 +12,7 @@ import scipy.stats
 import sympy as sp
 import torch
 
-from negsamp import close
+from negsamp import at_least
 from negsamp import taxonomy as tx
 from negsamp.taxonomy import world as tw
 
@@ -67,7 +67,9 @@ def test_ancestors_and_membership_agree():
     for leaf in range(SMALL.n_leaves):
         leaf_id, mid, root = chains[leaf].tolist()
         assert set(torch.nonzero(ancestors[leaf_id]).flatten().tolist()) == {mid, root}
-        assert membership[leaf_id, leaf] == 1 and membership[mid, leaf] == 1 and membership[root, leaf] == 1
+        assert membership[leaf_id, leaf] == 1
+        assert membership[mid, leaf] == 1
+        assert membership[root, leaf] == 1
     assert membership.sum(dim=0).tolist() == [3.0] * SMALL.n_leaves
 
 
@@ -110,7 +112,8 @@ def test_question_units_layout():
     assert tokens.shape == (SMALL.n_leaves, 3, 3, tw.SEQUENCE_LENGTH)
     chains = SMALL.leaf_ancestors()
     assert torch.equal(tokens[:, :, 0, 3], tx.concept_token(chains))
-    assert (tokens[:, :, 0, 4] == tw.YES).all() and (tokens[:, :, 1:, 4] == tw.NO).all()
+    assert (tokens[:, :, 0, 4] == tw.YES).all()
+    assert (tokens[:, :, 1:, 4] == tw.NO).all()
     assert (tokens[..., 1] == tx.concept_token(chains[:, :1, None])).all()
     assert valid[2].tolist() == [True, True, False]  # two roots leave one negative
 
@@ -138,7 +141,8 @@ def test_text_batch_asks_scene_questions_only_about_leaves():
 def test_grounded_batch_images_follow_prototypes():
     world = tx.make_world(tx.Taxonomy(), 8, _generator(), image_noise=0.0)
     tokens, images = tx.grounded_batch(world, 50, _generator(2))
-    assert tokens.shape == (50, 5) and images.shape == (50, 8)
+    assert tokens.shape == (50, 5)
+    assert images.shape == (50, 8)
     prototype_distance = (images[:, None] - world.prototypes[None]).norm(dim=-1).min(dim=1).values
     assert prototype_distance.max() < 1e-6
     assert ((tokens == tw.IMAGE).sum(dim=1) == 1).all()
@@ -155,7 +159,8 @@ def test_batched_models_are_independent():
     gradients = torch.autograd.grad(losses[1], list(params.values()), allow_unused=True)
     for name, gradient in zip(params, gradients):
         if gradient is not None:
-            assert gradient[0].abs().max() == 0 and gradient[2].abs().max() == 0, name
+            assert gradient[0].abs().max() == 0, name
+            assert gradient[2].abs().max() == 0, name
 
 
 def test_forward_is_causal():
@@ -312,14 +317,30 @@ def test_paired_difference_matches_numpy():
     assert stderr == pytest.approx(differences.std(ddof=1) / 2)
 
 
-def test_equivalence_claim_rejects_real_difference():
-    """The chapter's equivalence check fails on a difference as large as the swapped-layout yes/no gain."""
-    treatment = torch.tensor([0.64, 0.53, 0.69, 0.54, 0.89, 0.41, 0.36, 0.81])
-    control = torch.tensor([0.14, 0.06, 0.04, 0.04, 0.75, 0.42, 0.02, 0.44])
-    mean, stderr = tx.paired_difference(treatment, control)
-    t_quantile = float(scipy.stats.t.ppf(0.9975, len(treatment) - 1))
-    assert not close(0.0, stderr=stderr, z=t_quantile).admits(mean)
-    assert close(0.0, stderr=stderr, z=t_quantile).admits(0.5 * t_quantile * stderr)
+def test_gain_beyond_change_matches_numpy():
+    gain = torch.tensor([0.20, 0.35, 0.10, 0.25])
+    change = torch.tensor([-0.05, 0.01, -0.03, -0.02])
+    mean, stderr = tx.gain_beyond_change(gain, change)
+    contrast = (gain + change).double().numpy()  # the mean change is negative, so s = -1
+    assert mean == pytest.approx(contrast.mean())
+    assert mean == pytest.approx(float(gain.double().mean() - change.double().mean().abs()))
+    assert stderr == pytest.approx(contrast.std(ddof=1) / 2)
+
+
+def test_gain_beyond_change_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="one value per seed"):
+        tx.gain_beyond_change(torch.zeros(4), torch.zeros(3))
+
+
+@pytest.mark.parametrize("scale,passes", [(0.2, True), (1.0, False)])
+def test_gain_beyond_change_claim_can_fail(scale, passes):
+    """The chapter's check fails when a knowledge score moves as much as question answering does."""
+    gain = torch.tensor([0.21, 0.15, 0.30, 0.18, 0.25, 0.12, 0.27, 0.22])
+    noise = torch.tensor([0.01, -0.02, 0.015, 0.0, -0.01, 0.02, -0.015, 0.005])
+    change = scale * gain + noise
+    mean, stderr = tx.gain_beyond_change(gain, change)
+    t_quantile = float(scipy.stats.t.ppf(0.975, len(gain) - 1))
+    assert at_least(t_quantile * stderr).admits(mean) is passes
 
 
 # === The chapter against broken formulas === #

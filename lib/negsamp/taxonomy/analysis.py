@@ -274,6 +274,28 @@ def paired_difference(treatment: torch.Tensor, control: torch.Tensor) -> tuple[f
     return float(difference.mean()), float(difference.std(unbiased=True) / math.sqrt(difference.numel()))
 
 
+def gain_beyond_change(gain: torch.Tensor, change: torch.Tensor) -> tuple[float, float]:
+    """Mean of ``gain - s * change`` over seeds and its standard error, where ``s`` is the sign of the mean change.
+
+    Both arguments are per-seed paired differences (treatment minus control)
+    on the same scale, such as the VLM's gain in question-answering accuracy
+    and the change in a knowledge score.  The mean is ``mean(gain) -
+    |mean(change)|``: positive when the gain exceeds the change in whichever
+    direction the change went.  Each seed's ``gain_i - s * change_i`` enters
+    the standard error, so the correlation of the two within a seed counts.
+
+    NOTE: ``s`` is estimated from the same seeds, which the standard error
+    ignores; it matters only when the mean change is within noise of zero,
+    where either sign gives nearly the same mean.
+    """
+    gain = gain.double().reshape(-1)
+    change = change.double().reshape(-1)
+    if gain.shape != change.shape:
+        raise ValueError(f"gain and change need one value per seed each, got {gain.numel()} and {change.numel()}")
+    sign = 1.0 if float(change.mean()) >= 0 else -1.0
+    return paired_difference(gain, sign * change)
+
+
 def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
     """Mean over seeds and its standard error ``sd / sqrt(n)``."""
     values = values.double().reshape(-1)

@@ -164,8 +164,8 @@ def next_token_loss(params: Params, tokens: torch.Tensor, heads: int,
 def learning_rate_factor(step: int, steps: int, warmup: int, final_fraction: float) -> float:
     """Learning-rate multiplier: a linear warm-up ramp times a cosine decay.
 
-    The ramp rises from ``1 / warmup`` to 1 over the first ``warmup`` steps;
-    the cosine runs over all ``steps``, from 1 at step 0 to
+    The ramp rises from ``1 / warmup`` to 1 over the first ``warmup`` steps.
+    The cosine runs over all ``steps``, from 1 at step 0 to
     ``final_fraction`` at ``steps``, so it has already started during the warm-up.
     """
     ramp = min(1.0, (step + 1) / max(1, warmup))

@@ -86,7 +86,7 @@ class Taxonomy:
     def paths(self) -> torch.Tensor:
         """Each concept's root, mid and leaf on its path from the top, ``-1`` below its own level.
 
-        Shape ``(n_concepts, 3)``: column 0 holds the root, 1 the mid, 2 the leaf.
+        Shape ``(n_concepts, 3)``: column 0 is the root, 1 the mid, 2 the leaf.
         """
         chains = self.leaf_ancestors().flip(1)  # (n_leaves, 3): root, mid, leaf
         paths = torch.full((self.n_concepts, 3), -1, dtype=torch.long)
@@ -110,11 +110,11 @@ class Taxonomy:
         return depths[:, None] + depths[None, :] - 2 * shared
 
     def tree_similarity(self) -> torch.Tensor:
-        """The similarity ``1 / (1 + d)`` of :meth:`tree_distance`, the RSA target, as float64."""
+        """Return the similarity ``1 / (1 + d)`` of :meth:`tree_distance`, the RSA target, as float64."""
         return 1.0 / (1.0 + self.tree_distance().double())
 
     def is_ancestor(self) -> torch.Tensor:
-        """Boolean matrix whose entry ``[x, y]`` says that ``y`` is a proper ancestor of ``x``."""
+        """Return a boolean matrix whose entry ``[x, y]`` is true when ``y`` is a proper ancestor of ``x``."""
         paths = self.paths()
         depths = self.depths()
         concepts = torch.arange(self.n_concepts)
