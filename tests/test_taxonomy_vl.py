@@ -184,6 +184,26 @@ def test_image_token_uses_projection():
     assert not torch.allclose(first[..., 1, :], second[..., 1, :])
 
 
+def test_minimal_pair_rejects_wrong_world_count():
+    config = tx.TinyLMConfig(dim=8, heads=2, batch_size=4)
+    taxonomy = tx.Taxonomy()
+    worlds = [tx.make_world(taxonomy, 4, _generator(seed)) for seed in range(2)]
+    params = tx.init_params(config, tx.vocabulary_size(taxonomy), 4, 3, _generator())
+    with pytest.raises(ValueError, match="one per pre-trained model"):
+        tx.continue_minimal_pair(params, worlds, config, 1, 0, _generator())
+
+
+def test_minimal_pair_arms_share_text_half():
+    config = tx.TinyLMConfig(dim=8, heads=2, batch_size=4, warmup_steps=1)
+    taxonomy = tx.Taxonomy()
+    worlds = [tx.make_world(taxonomy, 4, _generator(seed)) for seed in range(2)]
+    params = tx.init_params(config, tx.vocabulary_size(taxonomy), 4, 2, _generator())
+    arms = tx.continue_minimal_pair(params, worlds, config, 2, 1, _generator(1))
+    assert arms["embedding"].shape[0] == 4
+    assert torch.equal(arms["projection"][:2], params["projection"].detach())
+    assert not torch.equal(arms["projection"][2:], params["projection"].detach())
+
+
 @pytest.mark.parametrize("step,expected", [(0, 0.01), (99, 0.1 + 0.45 * (1 + math.cos(math.pi * 0.099))), (1000, 0.1)])
 def test_learning_rate_schedule_values(step, expected):
     assert tx.learning_rate_factor(step, 1000, 100, 0.1) == pytest.approx(expected, abs=1e-3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -242,13 +242,15 @@ def pretrain_language_models(world: ToyWorld, config: TinyLMConfig, n_seeds: int
     return params
 
 
-def continue_minimal_pair(lm_params: Params, world: ToyWorld, config: TinyLMConfig, steps: int,
+def continue_minimal_pair(lm_params: Params, world: ToyWorld | Sequence[ToyWorld], config: TinyLMConfig, steps: int,
                           alignment_steps: int, generator: torch.Generator,
                           device: torch.device | str = "cpu") -> Params:
     """Continue each pre-trained model twice, as a text-only LM and as a VLM.
 
     Returns ``2 S`` models: indices ``0..S-1`` are the LM arm and ``S..2S-1``
     the VLM arm, model ``i`` of both arms starting from pre-trained model ``i``.
+    ``world`` is one world for every pair, or a sequence of ``S`` worlds (for
+    example with their own visual prototypes), pair ``i`` using world ``i``.
 
     1. Alignment (VLM arm only): ``alignment_steps`` steps that update only the
        image projection, on leaf-level image questions, with the language
@@ -260,12 +262,18 @@ def continue_minimal_pair(lm_params: Params, world: ToyWorld, config: TinyLMConf
        Both arms use the same optimiser settings.
     """
     n_seeds = lm_params["embedding"].shape[0]
+    worlds = [world] * n_seeds if isinstance(world, ToyWorld) else list(world)
+    if len(worlds) != n_seeds or len({(w.taxonomy, w.visual_dim) for w in worlds}) != 1:
+        raise ValueError(
+            f"world must be one ToyWorld or one per pre-trained model ({n_seeds}) with the same taxonomy and "
+            f"visual_dim, got {len(worlds)} worlds"
+        )
     params = detached_copies(lm_params, 2)
     half = config.batch_size // 2
-    visual_dim = world.visual_dim
+    visual_dim = worlds[0].visual_dim
 
     def grounded(n, **options):
-        pairs = [grounded_batch(world, n, generator, **options) for _ in range(n_seeds)]
+        pairs = [grounded_batch(own_world, n, generator, **options) for own_world in worlds]
         return torch.stack([tokens for tokens, _ in pairs]), torch.stack([images for _, images in pairs])
 
     if alignment_steps > 0:
@@ -282,8 +290,8 @@ def continue_minimal_pair(lm_params: Params, world: ToyWorld, config: TinyLMConf
                 params[name][n_seeds:] = vlm[name]
 
     def continuation_batch(step):
-        shared = torch.stack([text_batch(world, half, generator) for _ in range(n_seeds)])
-        more_text = torch.stack([text_batch(world, half, generator) for _ in range(n_seeds)])
+        shared = torch.stack([text_batch(own_world, half, generator) for own_world in worlds])
+        more_text = torch.stack([text_batch(own_world, half, generator) for own_world in worlds])
         grounded_tokens, grounded_images = grounded(half)
         tokens = torch.cat([torch.cat([shared, more_text], dim=1), torch.cat([shared, grounded_tokens], dim=1)])
         images = torch.zeros(2 * n_seeds, config.batch_size, visual_dim)
