@@ -112,7 +112,7 @@ def cosine_separation(representations: torch.Tensor, is_taxonomic: torch.Tensor)
     """Mean within-group minus mean between-group cosine similarity of centred representations.
 
     The two groups are the questions whose concepts stand in a taxonomic
-    relation and those whose concepts do not; the within-group term averages
+    relation and those whose concepts do not.  The within-group term averages
     the two groups' mean pairwise similarities (self-pairs excluded).  Zero
     means the groups are not separated; the value is at most 2.
 
@@ -239,7 +239,7 @@ def whiten(vectors: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def category_vectors(unembedding: torch.Tensor, leaf_rows: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
-    """A vector per concept from the whitened unembedding rows of the leaves under it.
+    """Build a vector per concept from the whitened unembedding rows of the leaves under it.
 
     The unembedding of the whole vocabulary is whitened, and each concept is
     represented by the mean whitened row of its descendant leaves (a leaf by
@@ -284,9 +284,9 @@ def gain_beyond_change(gain: torch.Tensor, change: torch.Tensor) -> tuple[float,
     direction the change went.  Each seed's ``gain_i - s * change_i`` enters
     the standard error, so the correlation of the two within a seed counts.
 
-    NOTE: ``s`` is estimated from the same seeds, which the standard error
-    ignores; it matters only when the mean change is within noise of zero,
-    where either sign gives nearly the same mean.
+    NOTE: ``s`` is estimated from the same seeds, and the standard error
+    ignores that choice.  It matters only when the mean change is within
+    noise of zero, where either sign gives nearly the same mean.
     """
     gain = gain.double().reshape(-1)
     change = change.double().reshape(-1)
