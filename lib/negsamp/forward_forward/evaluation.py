@@ -88,8 +88,10 @@ def paired_accuracy_difference(correct_first: torch.Tensor, correct_second: torc
     if replicates < 2:
         raise ValueError(f"need at least two replicates, got {replicates}")
     first, second = correct_first.double().cpu(), correct_second.double().cpu()
-    if float(first.min()) < 0 or float(first.max()) > 1 or float(second.min()) < 0 or float(second.max()) > 1:
-        raise ValueError("correctness must lie in [0, 1]; pass bool tensors or fractions of right answers")
+    low, high = min(float(first.min()), float(second.min())), max(float(first.max()), float(second.max()))
+    if low < 0 or high > 1:
+        raise ValueError(f"correctness must lie in [0, 1], got values from {low} to {high}. "
+                         "Pass bool tensors, or each input's fraction of right answers.")
     differences = (first - second).mean(dim=1)
     mean_square = ((first - second) ** 2).mean(dim=1)
     test_variance = float(((mean_square - differences**2) / n_test).mean())
