@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Library tests use small tensors, which run faster on one torch thread than on two (see
 # negsamp.repro.thread_count); NEGSAMP_THREADS overrides, as it does for chapters.
-torch.set_num_threads(int(os.environ.get("NEGSAMP_THREADS", "1")))
+torch.set_num_threads(int(os.environ.get("NEGSAMP_THREADS") or "1"))
 FIXTURES = ROOT / "tests" / "chapters"
 
 

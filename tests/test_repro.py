@@ -49,14 +49,19 @@ def test_unknown_profile_lists_choices():
         repro.setup(profile="fast")
 
 
-def test_thread_policy_splits_cores(monkeypatch):
+def test_thread_policy_one_thread_quick_split_cores_full(monkeypatch):
     monkeypatch.delenv(repro.THREADS_ENV, raising=False)
-    assert repro.thread_count(jobs=1, cpus=2) == 2
-    assert repro.thread_count(jobs=2, cpus=2) == 1
-    assert repro.thread_count(jobs=4, cpus=2) == 1
-    assert repro.thread_count(jobs=2, cpus=16) == 8
+    assert repro.thread_count(jobs=1, cpus=2) == 1
+    assert repro.thread_count(jobs=1, cpus=16, profile="quick") == 1
+    assert repro.thread_count(jobs=1, cpus=2, profile="full") == 2
+    assert repro.thread_count(jobs=2, cpus=2, profile="full") == 1
+    assert repro.thread_count(jobs=4, cpus=2, profile="full") == 1
+    assert repro.thread_count(jobs=2, cpus=16, profile="full") == 8
+    with pytest.raises(ValueError, match="fast"):
+        repro.thread_count(profile="fast")
     monkeypatch.setenv(repro.THREADS_ENV, "3")
     assert repro.thread_count(jobs=2, cpus=2) == 3
+    assert repro.thread_count(jobs=2, cpus=2, profile="full") == 3
     monkeypatch.setenv(repro.THREADS_ENV, "0")
     with pytest.raises(ValueError, match=repro.THREADS_ENV):
         repro.thread_count()

@@ -94,16 +94,21 @@ def seed_everything(seed: int) -> int:
     return seed
 
 
-def thread_count(jobs: int | None = None, cpus: int | None = None) -> int:
+def thread_count(jobs: int | None = None, cpus: int | None = None, profile: str = "quick") -> int:
     """Return the number of torch CPU threads a chapter kernel should use.
 
-    ``NEGSAMP_THREADS`` overrides the policy.  Otherwise the CPUs are split
-    evenly between the ``jobs`` chapters that run at once (``NEGSAMP_JOBS``,
-    default 1).  On a 2-core machine (torch 2.13 CPU build, 2026-12) one
-    thread ran tiny embedding updates 1.4 times faster than two, while
-    128-wide MLP steps and 2048 x 2048 matrix products ran 1.2 and 1.7 times
-    faster on two; splitting cores between parallel chapters avoids
-    oversubscription, which costs more than either.
+    ``NEGSAMP_THREADS`` overrides the policy.  Otherwise the quick profile
+    runs on one thread, and the full profile splits the CPUs evenly between
+    the ``jobs`` chapters that run at once (``NEGSAMP_JOBS``, default 1).
+
+    The quick profiles move small tensors, and on a 2-core machine (torch
+    2.13 CPU build, 2026-12) a second thread made them slower: run alone,
+    ``network_sampling`` used 178 s of kernel CPU time and 197 s of wall
+    time on two threads against 83 s and 86 s on one, and
+    ``contrastive_ustatistics`` 115 s and 126 s against 66 s and 76 s.  The
+    full profile's larger products gain from more threads (2048 x 2048
+    matrix products ran 1.7 times faster on two), and splitting the cores
+    between parallel chapters avoids oversubscription.
     """
     override = os.environ.get(THREADS_ENV)
     if override:
@@ -111,6 +116,9 @@ def thread_count(jobs: int | None = None, cpus: int | None = None) -> int:
         if value < 1:
             raise ValueError(f"{THREADS_ENV} must be a positive integer, got {override!r}")
         return value
+    validate_profile(profile)
+    if profile == "quick":
+        return 1
     if jobs is None:
         jobs = int(os.environ.get(JOBS_ENV, "1") or 1)
     if cpus is None:
@@ -170,7 +178,7 @@ def setup(profile: str = "quick", device: str = "auto", seed: int = 0) -> RunCon
     validate_profile(profile)
     resolved = resolve_device(device)
     seed = seed_everything(seed)
-    threads = thread_count()
+    threads = thread_count(profile=profile)
     torch.set_num_threads(threads)
     _CURRENT = RunContext(
         chapter=os.environ.get(CHAPTER_ENV, "interactive"),
