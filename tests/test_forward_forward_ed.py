@@ -366,7 +366,7 @@ def test_paired_accuracy_difference_uses_larger_variance():
     assert stderr == pytest.approx(math.sqrt(0.046875 / 3))
 
 
-def test_paired_accuracy_difference_with_fractions_uses_variance_over_inputs():
+def test_paired_accuracy_fractional_correctness():
     # Correctness averaged over noisy evaluations: the test term is the variance over inputs of
     # first - second, here differences (0.5, 0, 0.25, 0) with mean 0.1875 in each replicate.
     first = torch.tensor([[1.0, 1.0, 0.5, 1.0]] * 2)

@@ -219,7 +219,7 @@ def detached_copies(params: Params, copies: int) -> Params:
 
 
 def select_models(params: Params, index: slice | torch.Tensor) -> Params:
-    """The models at ``index`` of the model axis, detached."""
+    """Return the models at ``index`` of the model axis, detached from the graph."""
     return {name: tensor.detach()[index] for name, tensor in params.items()}
 
 

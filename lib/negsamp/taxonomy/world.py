@@ -84,7 +84,7 @@ class Taxonomy:
         return torch.stack([leaves + offsets[0], mids + offsets[1], roots + offsets[2]], dim=1)
 
     def paths(self) -> torch.Tensor:
-        """Each concept's root, mid and leaf on its path from the top, ``-1`` below its own level.
+        """Return each concept's root, mid and leaf on its path from the top, ``-1`` below its own level.
 
         Shape ``(n_concepts, 3)``: column 0 is the root, 1 the mid, 2 the leaf.
         """
@@ -166,7 +166,7 @@ def decode(tokens: torch.Tensor, taxonomy: Taxonomy) -> str:
 
 
 def visual_prototypes(taxonomy: Taxonomy, dim: int, generator: torch.Generator) -> torch.Tensor:
-    """One prototype image vector per leaf, shape ``(n_leaves, dim)``.
+    """Draw one prototype image vector per leaf, shape ``(n_leaves, dim)``.
 
     Each prototype is ``(a_root + b_mid + c_leaf) / sqrt(3)`` with independent
     standard normal components, so leaves under one hypernym share that
@@ -335,7 +335,7 @@ def text_batch(world: ToyWorld, n: int, generator: torch.Generator) -> torch.Ten
 
 def grounded_batch(world: ToyWorld, n: int, generator: torch.Generator,
                    max_hop: int = 2, caption_fraction: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of grounded data: captions ``<img> isa Y .`` and image questions ``scene <img> there Y yes|no``.
+    """Draw a batch of grounded data: captions ``<img> isa Y .`` and image questions ``scene <img> there Y yes|no``.
 
     Captions name the leaf or one of its hypernyms, uniformly; image questions
     ask about hop 0 to ``max_hop``, half with the true concept.  The
